@@ -1,0 +1,47 @@
+"""pkgdl: a download service for scanned package binaries."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask, g, request
+
+from app.config import Settings, from_env
+
+
+def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa: ANN001 - a storage_backends.Storage
+    """Build the app: settings, services, error table, endpoints. Nothing reads the environment at import."""
+    from app.errors import register_error_handlers
+    from app.services import EXTENSION_KEY, build_services
+    from app.views import TOKEN_CACHE_HEADERS, bp
+
+    settings = settings or from_env()
+    settings.require_signing_keys()
+    app = Flask(__name__)
+    app.extensions[EXTENSION_KEY] = build_services(settings, storage)
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+
+    @app.after_request
+    def _token_path_headers(response):  # noqa: ANN001, ANN202
+        # Every answer to a URL carrying a token (errors included) is uncacheable and leaks no Referer,
+        # unless Basic credentials admitted the request (then the Basic cache headers stand).
+        if "downloadToken" in request.args and not g.get("admitted_by_basic"):
+            response.headers.update(TOKEN_CACHE_HEADERS)
+            response.headers.pop("Vary", None)
+        return response
+
+    _log_to_stderr()
+    return app
+
+
+def _log_to_stderr() -> None:
+    """Audit and error lines go to standard error unless the host process configured logging already."""
+    logger = logging.getLogger("pkgdl")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

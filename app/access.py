@@ -1,0 +1,103 @@
+"""Who may download: Basic credentials that authorize win; otherwise a valid download token bound to the package."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import g, request
+from flask_httpauth import HTTPBasicAuth
+
+from app.errors import AccessDenied, AuthenticationRequired, InvalidRequest, MethodNotAllowed, TooManyAttempts
+from app.services import services
+from app.tokens import PackageRef, TokenClaims, TokenRejected
+from app.users import User
+
+log = logging.getLogger("pkgdl.access")
+TOKEN_PARAMETER = "downloadToken"  # noqa: S105 - a parameter name, not a secret
+
+
+class _StrictBasicAuth(HTTPBasicAuth):
+    """Flask-HTTPAuth's Basic parser accepts any scheme; werkzeug's parser checks it and the base64 strictly."""
+
+    def get_auth(self):  # noqa: ANN201 - the library's signature
+        auth = request.authorization
+        return auth if auth is not None and auth.type == "basic" and auth.username is not None else None
+
+
+basic_auth = _StrictBasicAuth(realm="pkgdl")
+
+
+@basic_auth.verify_password
+def _verify_password(login: str, password: str) -> User | None:
+    if not login:
+        return None
+    throttle = services().throttle
+    address = request.remote_addr or "unknown"
+    retry_after = throttle.retry_after(login, address)
+    if retry_after is not None:
+        error = TooManyAttempts()
+        error.retry_after = retry_after
+        raise error
+    user = services().authenticator.authenticate(login, password)
+    if user is None:
+        throttle.failed(login, address)
+    return user
+
+
+@dataclass(frozen=True)
+class Access:
+    """How a request was admitted: by a user's credentials or by a token's claims."""
+
+    user: User | None = None
+    claims: TokenClaims | None = None
+
+    @property
+    def by_token(self) -> bool:
+        """True on the token path."""
+        return self.claims is not None
+
+
+def token_in_request() -> str | None:
+    """The downloadToken query parameter; empty counts as absent, several are a 400 (and burn nothing)."""
+    values = request.args.getlist(TOKEN_PARAMETER)
+    if len(values) > 1:
+        raise InvalidRequest("Only one downloadToken parameter is allowed.")
+    return values[0] if values and values[0] else None
+
+
+def authenticated_user() -> User | None:
+    """The user whose Basic credentials are valid, else None."""
+    auth = basic_auth.get_auth()
+    if auth is None:
+        return None
+    return basic_auth.authenticate(auth, None) or None
+
+
+def require_reader(uid: str) -> User:
+    """The Basic path alone (the listing): 401 without valid credentials, 403 without the right to read ``uid``."""
+    user = authenticated_user()
+    if user is None:
+        raise AuthenticationRequired()
+    if not user.may_read(uid):
+        raise AccessDenied()
+    return user
+
+
+def authorize_download(ref: PackageRef) -> Access:
+    """Admit a request for one package binary, or raise 400/401/403/405."""
+    token = token_in_request()
+    if request.method == "POST" and token is None:
+        raise MethodNotAllowed()
+    user = authenticated_user()
+    if user is not None and user.may_read(ref.uid):
+        g.admitted_by_basic = True
+        return Access(user=user)
+    if token is None:
+        raise AccessDenied() if user is not None else AuthenticationRequired()
+    try:
+        return Access(claims=services().tokens.verify(token, ref))
+    except TokenRejected as rejected:
+        log.info("download token rejected: %s", rejected.reason)
+        services().metrics.token_rejected(rejected.reason)
+        raise AccessDenied() from None

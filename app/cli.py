@@ -1,0 +1,226 @@
+"""The `pkgdl` command: users, catalog, tokens, burn-list, checks and the demo, over the same environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import click
+from flask.cli import FlaskGroup
+
+from app.config import ConfigError, Settings, from_env
+
+
+def _settings() -> Settings:
+    try:
+        return from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _storage(settings: Settings, for_writing: bool = False):  # noqa: ANN202 - a storage_backends.Storage
+    from storage_backends import open_storage
+
+    if for_writing:
+        create_local_root(settings.storage_url)
+    try:
+        return open_storage(settings.storage_url, settings.storage_options)
+    except ValueError as exc:
+        raise click.ClickException(f"PKGDL_STORAGE_URL: {exc}") from None
+
+
+def create_local_root(storage_url: str) -> None:
+    """A file:// root is created by the first write (the service itself treats a missing root as an outage)."""
+    url = urlsplit(storage_url)
+    if url.scheme == "file":
+        Path(unquote(url.path)).mkdir(parents=True, exist_ok=True)
+
+
+def _create_app(*_args):  # noqa: ANN202 - FlaskGroup passes script info on some versions
+    from app import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True, add_version_option=False)
+def cli() -> None:
+    """pkgdl: serve, catalogue and share scanned package binaries."""
+
+
+# ---- users -------------------------------------------------------------------------------------------------------
+@cli.group()
+def users() -> None:
+    """Manage the users file (PKGDL_USERS_FILE)."""
+
+
+@users.command("add", with_appcontext=False)
+@click.argument("login")
+@click.option("--entitlement", "entitlements", multiple=True, default=("migration_access",), show_default=True,
+              help="Entitlement to grant (repeatable).")
+@click.option("--admin", is_flag=True, help="May read every user's scans.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(login: str, entitlements: tuple[str, ...], admin: bool, password_stdin: bool) -> None:
+    """Add LOGIN, or replace its password and rights."""
+    from app.users import LOGIN_PATTERN, User, hash_password, load_users, save_users
+
+    if not LOGIN_PATTERN.match(login):
+        raise click.BadParameter("must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", param_hint="LOGIN")
+    if password_stdin:
+        password = sys.stdin.readline()
+        password = password[:-1] if password.endswith("\n") else password
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException("the password is empty")
+    path = Path(_settings().users_file)
+    known = load_users(path) if path.exists() else {}
+    known[login] = User(login, hash_password(password), frozenset(entitlements), admin)
+    save_users(path, known.values())
+    click.echo(f"user {login} saved in {path}")
+
+
+@users.command("remove", with_appcontext=False)
+@click.argument("login")
+def users_remove(login: str) -> None:
+    """Remove LOGIN."""
+    from app.users import load_users, save_users
+
+    path = Path(_settings().users_file)
+    known = load_users(path) if path.exists() else {}
+    if known.pop(login, None) is None:
+        raise click.ClickException(f"no user {login}")
+    save_users(path, known.values())
+    click.echo(f"user {login} removed")
+
+
+@users.command("list", with_appcontext=False)
+def users_list() -> None:
+    """List users with their entitlements."""
+    from app.users import load_users
+
+    path = Path(_settings().users_file)
+    for user in (load_users(path) if path.exists() else {}).values():
+        flags = " admin" if user.admin else ""
+        click.echo(f"{user.login}\t{','.join(sorted(user.entitlements))}{flags}")
+
+
+# ---- catalog -----------------------------------------------------------------------------------------------------
+def _scan_options(command):  # noqa: ANN001, ANN202
+    command = click.option("--sid", type=click.IntRange(0, 10**18 - 1), required=True, help="Scan id.")(command)
+    command = click.option("--siid", type=click.IntRange(0, 10**18 - 1), required=True,
+                           help="Scanned instance id.")(command)
+    return click.option("--uid", required=True, help="Owner's login.")(command)
+
+
+@cli.group()
+def catalog() -> None:
+    """Store package binaries and scan manifests (PKGDL_STORAGE_URL)."""
+
+
+@catalog.command("add", with_appcontext=False)
+@_scan_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def catalog_add(uid: str, siid: int, sid: int, files: tuple[str, ...]) -> None:
+    """Store FILES in a scan; prints `pid<TAB>fullName` per file."""
+    from app.importer import add_packages
+
+    settings = _settings()
+    try:
+        added = add_packages(_storage(settings, for_writing=True), uid, siid, sid, list(files))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for package in added:
+        click.echo(f"{package.db_id}\t{package.full_name}")
+
+
+@catalog.command("list", with_appcontext=False)
+@_scan_options
+def catalog_list(uid: str, siid: int, sid: int) -> None:
+    """List a scan's packages: pid, fullName, size, sha256."""
+    from app.importer import list_packages
+
+    for package in list_packages(_storage(_settings()), uid, siid, sid):
+        click.echo(f"{package.db_id}\t{package.full_name}\t{package.size}\t{package.sha256}")
+
+
+# ---- tokens and burn-list ----------------------------------------------------------------------------------------
+@cli.group()
+def token() -> None:
+    """Single-use download links."""
+
+
+@token.command("mint", with_appcontext=False)
+@_scan_options
+@click.option("--pid", type=click.IntRange(0, 10**18 - 1), required=True, help="Package id (dbId).")
+@click.option("--max-age", type=click.IntRange(min=1), default=None,
+              help="Lifetime in seconds, at most PKGDL_TOKEN_MAX_AGE.")
+def token_mint(uid: str, siid: int, sid: int, pid: int, max_age: int | None) -> None:
+    """Print a full single-use download URL (PKGDL_PUBLIC_URL + path + token), ready for an email."""
+    from app.links import download_url
+    from app.tokens import PackageRef, TokenService
+
+    settings = _settings()
+    try:
+        settings.require_signing_keys()
+        ref = PackageRef(uid, siid, sid, pid)
+        minted = TokenService(settings.secret_keys, settings.token_max_age).mint(ref, max_age=max_age)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(download_url(settings.public_url, ref, minted))
+
+
+@cli.group()
+def burnlist() -> None:
+    """The burn-list of used tokens (PKGDL_BURNLIST_URL)."""
+
+
+@burnlist.command("purge", with_appcontext=False)
+def burnlist_purge() -> None:
+    """Remove expired entries."""
+    from app.burnlist import BurnListUnavailable, open_burnlist
+
+    try:
+        removed = open_burnlist(_settings().burnlist_url).purge()
+    except (ValueError, BurnListUnavailable) as exc:
+        raise click.ClickException(f"burn-list: {exc}") from None
+    click.echo(f"{removed} expired entries removed")
+
+
+# ---- operations --------------------------------------------------------------------------------------------------
+@cli.command("check", with_appcontext=False)
+def check() -> None:
+    """Validate the configuration and reach the storage and the burn-list."""
+    from app.burnlist import open_burnlist
+    from app.users import load_users
+
+    settings = _settings()
+    steps = [
+        ("signing keys", settings.require_signing_keys),
+        ("users file", lambda: load_users(Path(settings.users_file))),
+        ("storage", lambda: _storage(settings).ping()),
+        ("burn-list", lambda: open_burnlist(settings.burnlist_url).ping()),
+    ]
+    failed = False
+    for name, step in steps:
+        try:
+            step()
+            click.echo(f"ok    {name}")
+        except Exception as exc:  # noqa: BLE001 - report every failure, then exit non-zero
+            failed = True
+            click.echo(f"FAIL  {name}: {exc}")
+    if failed:
+        raise SystemExit(1)
+
+
+@cli.command("demo", with_appcontext=False)
+def demo() -> None:
+    """Seed var/ with a signing key, a demo user and demo packages; print how to download them."""
+    from app.demo import seed_demo
+
+    click.echo(seed_demo(_settings()))
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="pkgdl")

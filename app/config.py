@@ -1,0 +1,107 @@
+"""Settings: read from the environment once, in create_app, into a frozen object; bad values fail at start."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+OFFLOAD_MODES = ("none", "x-accel")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment (SPEC section 2)."""
+
+    storage_url: str
+    storage_options: dict = field(default_factory=dict, hash=False)
+    secret_keys: tuple[str, ...] = ()
+    token_max_age: int = 86400
+    burnlist_url: str = ""
+    users_file: str = ""
+    public_url: str = "http://127.0.0.1:8080"
+    offload: str = "none"
+    catalog_ttl: float = 30.0
+    login_attempts_per_minute: int = 10
+
+    def __post_init__(self) -> None:
+        if self.offload not in OFFLOAD_MODES:
+            raise ConfigError(f"PKGDL_OFFLOAD must be one of {', '.join(OFFLOAD_MODES)}")
+        if self.token_max_age <= 0:
+            raise ConfigError("PKGDL_TOKEN_MAX_AGE must be a positive number of seconds")
+        if self.catalog_ttl < 0:
+            raise ConfigError("PKGDL_CATALOG_TTL must be zero or a positive number of seconds")
+        public = urlsplit(self.public_url)
+        if public.scheme not in ("http", "https") or not public.netloc or public.query or public.fragment:
+            raise ConfigError("PKGDL_PUBLIC_URL must be an absolute http(s) URL without query, e.g. https://dl.example.com")
+
+    def require_signing_keys(self) -> None:
+        """Refuse to serve or mint without a key (the CLI's users and catalog commands need none)."""
+        if not self.secret_keys:
+            raise ConfigError(
+                "no signing key: set PKGDL_SECRET_KEYS (comma-separated, oldest first, newest last) "
+                "or run `pkgdl demo` to create var/secret_keys"
+            )
+
+
+def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> Settings:
+    """Build Settings from environment variables, with defaults under <cwd>/var."""
+    env = os.environ if environ is None else environ
+    var = Path(cwd or os.getcwd()) / "var"
+    return Settings(
+        storage_url=env.get("PKGDL_STORAGE_URL") or (var / "packages").as_uri(),
+        storage_options=_json_object(env.get("PKGDL_STORAGE_OPTIONS", ""), "PKGDL_STORAGE_OPTIONS"),
+        secret_keys=_secret_keys(env.get("PKGDL_SECRET_KEYS", ""), var / "secret_keys"),
+        token_max_age=_integer(env.get("PKGDL_TOKEN_MAX_AGE", ""), "PKGDL_TOKEN_MAX_AGE", 86400),
+        burnlist_url=env.get("PKGDL_BURNLIST_URL") or f"sqlite:///{var / 'burnlist.sqlite3'}",
+        users_file=env.get("PKGDL_USERS_FILE") or str(var / "users.toml"),
+        public_url=(env.get("PKGDL_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+        offload=(env.get("PKGDL_OFFLOAD") or "none").strip().lower(),
+        catalog_ttl=_number(env.get("PKGDL_CATALOG_TTL", ""), "PKGDL_CATALOG_TTL", 30.0),
+        login_attempts_per_minute=_integer(env.get("PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", ""),
+                                           "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", 10),
+    )
+
+
+def _secret_keys(raw: str, key_file: Path) -> tuple[str, ...]:
+    if raw.strip():
+        return tuple(key.strip() for key in raw.split(",") if key.strip())
+    if key_file.is_file():
+        return tuple(line.strip() for line in key_file.read_text().splitlines() if line.strip())
+    return ()
+
+
+def _json_object(raw: str, name: str) -> dict:
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a JSON object: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _integer(raw: str, name: str, default: int) -> int:
+    if not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _number(raw: str, name: str, default: float) -> float:
+    if not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None

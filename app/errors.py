@@ -1,0 +1,117 @@
+"""The one table from exceptions to HTTP answers; views raise, nothing else maps errors."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from app.manifest import ManifestError
+from app.representations import error_response
+from storage_backends import BlobSizeMismatch
+
+log = logging.getLogger("pkgdl")
+
+RETRY_AFTER_SECONDS = "5"
+WWW_AUTHENTICATE = 'Basic realm="pkgdl", charset="UTF-8"'
+
+
+class ServiceError(Exception):
+    """An error with a fixed client-facing status and generic message."""
+
+    status = 500
+    message = "Internal server error."
+    message_id = "pkgdl.internal"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        if message:
+            self.message = message
+
+
+class InvalidRequest(ServiceError):
+    status, message, message_id = 400, "The request is not valid.", "pkgdl.badRequest"
+
+
+class AuthenticationRequired(ServiceError):
+    status, message, message_id = 401, "Authentication is required.", "pkgdl.unauthorized"
+
+
+class AccessDenied(ServiceError):
+    status, message, message_id = 403, "Access to this resource is denied.", "pkgdl.forbidden"
+
+
+class NotFound(ServiceError):
+    status, message, message_id = 404, "The requested resource was not found.", "pkgdl.notFound"
+
+
+class MethodNotAllowed(ServiceError):
+    status, message, message_id = 405, "The method is not allowed for this resource.", "pkgdl.methodNotAllowed"
+
+
+class TooManyAttempts(ServiceError):
+    status, message, message_id = 429, "Too many failed login attempts; try again later.", "pkgdl.tooManyRequests"
+
+
+class RangeNotSatisfiable(ServiceError):
+    status, message, message_id = 416, "The requested range is not satisfiable.", "pkgdl.rangeNotSatisfiable"
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    message: str
+    message_id: str
+    retry_after: bool = False
+
+
+# Faults that cross the storage and burn-list boundaries as built-ins (storage_backends/base.py). Order matters:
+# subclasses before their bases (BlobSizeMismatch and the others are OSErrors). A broken manifest is a server error,
+# never a wrong file.
+_BUILTIN_ANSWERS: tuple[tuple[type[BaseException], _Answer], ...] = (
+    (FileNotFoundError, _Answer(404, "The requested resource was not found.", "pkgdl.notFound")),
+    (BlobSizeMismatch, _Answer(502, "The stored package does not match the catalog.", "pkgdl.storageInconsistent")),
+    (ManifestError, _Answer(502, "The catalog of this scan is unreadable.", "pkgdl.catalogInvalid")),
+    (PermissionError, _Answer(502, "The storage refused access.", "pkgdl.storageRefused")),
+    (TimeoutError, _Answer(504, "The storage did not answer in time.", "pkgdl.storageTimeout")),
+    (ConnectionError, _Answer(503, "A backing service is unavailable; try again later.", "pkgdl.unavailable", True)),
+    (OSError, _Answer(503, "A backing service is unavailable; try again later.", "pkgdl.unavailable", True)),
+)
+
+
+def answer_for(exc: BaseException) -> _Answer:
+    """The status and generic message for any exception."""
+    if isinstance(exc, ServiceError):
+        return _Answer(exc.status, exc.message, exc.message_id, exc.status in (429, 503))
+    if isinstance(exc, HTTPException):
+        code = exc.code or 500
+        return _Answer(code, exc.name + ".", f"pkgdl.http{code}")
+    for exc_type, answer in _BUILTIN_ANSWERS:
+        if isinstance(exc, exc_type):
+            return answer
+    return _Answer(500, "Internal server error.", "pkgdl.internal")
+
+
+def response_for(exc: BaseException) -> Response:
+    """Render an exception as a uforgeError response with the headers its status calls for."""
+    answer = answer_for(exc)
+    if answer.status >= 500:
+        # Logged with the traceback for operators; the client gets only the generic message.
+        log.error("request failed with %s: %r", answer.status, exc, exc_info=answer.status == 500)
+    response = error_response(answer.status, answer.message, answer.message_id)
+    if answer.retry_after:
+        response.headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
+    if answer.status == 401:
+        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    if answer.status == 405:
+        response.headers["Allow"] = "GET, HEAD"
+    if answer.status == 416 and getattr(exc, "content_range", None):
+        response.headers["Content-Range"] = exc.content_range
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every exception, Flask's own HTTP errors included, through the one table."""
+    app.register_error_handler(Exception, response_for)

@@ -1,0 +1,229 @@
+"""The scan manifest (SPEC section 3): one scan's catalog, its schema, strict parsing and stable dumping."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+UID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+MAX_ID = 10**18 - 1  # ids travel in URLs as ^[0-9]{1,18}$
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # ~100k packages; anything larger is not a manifest we wrote
+MAX_TEXT = 1024
+MAX_SIZE = 2**63 - 1
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+# RFC 3339 date-time; producers may send an offset or fractions: we keep UTC whole seconds, as HTTP dates do.
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
+
+class ManifestError(ValueError):
+    """A scan manifest is unreadable or inconsistent: a server error, never a reason to serve another file."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__("invalid scan manifest")
+        # Field names only, never values: it goes to logs, and values may be hostile.
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Package:
+    """One package of a scan, as the manifest describes it."""
+
+    db_id: int
+    name: str
+    version: str
+    release: str
+    epoch: int | None
+    arch: str
+    full_name: str
+    type: str
+    mime_type: str
+    size: int
+    sha256: str
+    md5: str
+    last_modified: datetime
+    path: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A scan's identity and its packages, ordered by dbId, with a pid lookup."""
+
+    uid: str
+    siid: int
+    sid: int
+    packages: tuple[Package, ...]
+    _by_id: Mapping[int, Package] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_id = {package.db_id: package for package in self.packages}
+        if len(by_id) != len(self.packages):
+            raise ManifestError("duplicate dbId")
+        object.__setattr__(self, "_by_id", by_id)
+
+    def package(self, pid: int) -> Package | None:
+        """The package whose dbId is ``pid``, or None."""
+        return self._by_id.get(pid)
+
+
+def validate_scan_ids(uid: str, siid: int, sid: int) -> None:
+    """Raise ValueError unless the ids are what URLs accept (they become storage paths, so no traversal)."""
+    if not isinstance(uid, str) or not UID_PATTERN.fullmatch(uid):
+        raise ValueError("uid must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+    for label, value in (("siid", siid), ("sid", sid)):
+        if not _is_id(value):
+            raise ValueError(f"{label} must be an integer from 0 to {MAX_ID}")
+
+
+def manifest_path(uid: str, siid: int, sid: int) -> str:
+    """Where a scan's manifest lives, relative to the storage root."""
+    validate_scan_ids(uid, siid, sid)
+    return f"{uid}/{siid}/{sid}/packages.json"
+
+
+def has_control_characters(text: str) -> bool:
+    """True when ``text`` holds C0/C1 controls or lone surrogates (undecodable file name bytes)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """The manifest's lastModified spelling: UTC, whole seconds, 'Z'."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def package_fields(package: Package) -> dict[str, object]:
+    """A package as its manifest JSON object (SPEC section 3 names)."""
+    return {
+        "dbId": package.db_id,
+        "name": package.name,
+        "version": package.version,
+        "release": package.release,
+        "epoch": package.epoch,
+        "arch": package.arch,
+        "fullName": package.full_name,
+        "type": package.type,
+        "mimeType": package.mime_type,
+        "size": package.size,
+        "sha256sum": package.sha256,
+        "md5sum": package.md5,
+        "lastModified": format_timestamp(package.last_modified),
+        "path": package.path,
+    }
+
+
+def dump_manifest(manifest: Manifest) -> bytes:
+    """Stable, indented UTF-8 JSON, packages sorted by dbId (diffable; equal manifests give equal bytes)."""
+    document = {
+        "uid": manifest.uid,
+        "siid": manifest.siid,
+        "sid": manifest.sid,
+        "packages": [package_fields(p) for p in sorted(manifest.packages, key=lambda p: p.db_id)],
+    }
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def parse_manifest(raw: bytes, uid: str | None = None, siid: int | None = None,
+                   sid: int | None = None) -> Manifest:
+    """Parse and validate a manifest; when ids are given, it must be that scan's. ManifestError otherwise."""
+    document = _load_json(raw)
+    if not isinstance(document, dict):
+        raise ManifestError("not an object")
+    file_uid, file_siid, file_sid = document.get("uid"), document.get("siid"), document.get("sid")
+    try:
+        validate_scan_ids(file_uid, file_siid, file_sid)  # type: ignore[arg-type]
+    except ValueError:
+        raise ManifestError("uid/siid/sid") from None
+    for expected, actual in ((uid, file_uid), (siid, file_siid), (sid, file_sid)):
+        if expected is not None and expected != actual:
+            raise ManifestError("uid/siid/sid differ from the scan's path")
+    entries = document.get("packages")
+    if not isinstance(entries, list):
+        raise ManifestError("packages")
+    packages = sorted((_package(entry, index) for index, entry in enumerate(entries)), key=lambda p: p.db_id)
+    return Manifest(file_uid, file_siid, file_sid, tuple(packages))
+
+
+def _load_json(raw: bytes) -> object:
+    if not isinstance(raw, bytes | bytearray) or len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError("size")
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ManifestError("not JSON") from None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # Duplicate keys would let two readers disagree on which value counts.
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ManifestError("duplicate key")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> object:
+    raise ManifestError("NaN or Infinity")
+
+
+def _package(entry: object, index: int) -> Package:
+    if not isinstance(entry, dict):
+        raise ManifestError(f"packages[{index}]")
+
+    def text(key: str, *, required: bool = False, pattern: re.Pattern[str] | None = None) -> str:
+        value = entry.get(key)
+        if (not isinstance(value, str) or len(value) > MAX_TEXT or has_control_characters(value)
+                or (required and not value) or (pattern is not None and not pattern.fullmatch(value))):
+            raise ManifestError(f"packages[{index}].{key}")
+        return value
+
+    db_id, size, epoch = entry.get("dbId"), entry.get("size"), entry.get("epoch")
+    if not _is_id(db_id):
+        raise ManifestError(f"packages[{index}].dbId")
+    if not _is_int(size) or not 0 <= size <= MAX_SIZE:
+        raise ManifestError(f"packages[{index}].size")
+    if epoch is not None and (not _is_int(epoch) or not 0 <= epoch <= 2**32 - 1):
+        raise ManifestError(f"packages[{index}].epoch")
+    return Package(
+        db_id=db_id,
+        name=text("name"),
+        version=text("version"),
+        release=text("release"),
+        epoch=epoch,
+        arch=text("arch"),
+        full_name=text("fullName", required=True),
+        type=text("type", required=True),
+        mime_type=text("mimeType", pattern=_MEDIA_TYPE),
+        size=size,
+        sha256=text("sha256sum", pattern=_SHA256).lower(),
+        md5=text("md5sum", pattern=_MD5).lower(),
+        last_modified=_timestamp(text("lastModified", pattern=_TIMESTAMP), index),
+        path=_blob_path(text("path", required=True), index),
+    )
+
+
+def _timestamp(value: str, index: int) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment.astimezone(UTC).replace(microsecond=0)
+    except (ValueError, OverflowError):
+        raise ManifestError(f"packages[{index}].lastModified") from None
+
+
+def _blob_path(path: str, index: int) -> str:
+    """A relative path under the storage root: nothing that could climb out of it or mean another file."""
+    segments = path.split("/")
+    if "\\" in path or any(segment in ("", ".", "..") for segment in segments) or ":" in segments[0]:
+        raise ManifestError(f"packages[{index}].path")
+    return path
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a number
+
+
+def _is_id(value: object) -> bool:
+    return _is_int(value) and 0 <= value <= MAX_ID  # type: ignore[operator]

@@ -1,0 +1,34 @@
+"""Prometheus metrics: downloads by outcome and auth kind, bytes, token rejections, 304s, time to first byte."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    """One registry per app, so tests and several apps in one process do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.downloads = Counter("pkgdl_downloads_total", "Package binary responses", ["outcome", "auth", "status"],
+                                 registry=self.registry)
+        self.bytes_sent = Counter("pkgdl_bytes_sent_total", "Package bytes sent", ["auth"], registry=self.registry)
+        self.token_rejections = Counter("pkgdl_token_rejections_total", "Download tokens refused", ["reason"],
+                                        registry=self.registry)
+        self.not_modified = Counter("pkgdl_not_modified_total", "304 answers", registry=self.registry)
+        self.first_byte = Histogram("pkgdl_time_to_first_byte_seconds", "Request start to first body byte",
+                                    registry=self.registry)
+
+    def token_rejected(self, reason: str) -> None:
+        """Count a refused token by reason (never shown to the client)."""
+        self.token_rejections.labels(reason=reason).inc()
+
+    def download_finished(self, auth: str, status: int, sent: int, completed: bool) -> None:
+        """Count one finished download response."""
+        outcome = "completed" if completed else "aborted"
+        self.downloads.labels(outcome=outcome, auth=auth, status=str(status)).inc()
+        self.bytes_sent.labels(auth=auth).inc(sent)
+
+    def exposition(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,56 @@
+"""The per-app service objects, built once by create_app and reached through `services()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from app.burnlist import BurnList, open_burnlist
+from app.catalog import Catalog
+from app.config import Settings
+from app.metrics import Metrics
+from app.throttle import LoginThrottle
+from app.tokens import TokenService
+from app.users import Authenticator, UserDirectory
+from storage_backends import Storage, open_storage
+
+EXTENSION_KEY = "pkgdl"
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request needs; each object opens its connections lazily, inside the worker that uses it."""
+
+    settings: Settings
+    storage: Storage
+    catalog: Catalog
+    authenticator: Authenticator
+    tokens: TokenService
+    burnlist: BurnList
+    throttle: LoginThrottle
+    metrics: Metrics
+
+
+def build_services(settings: Settings, storage: Storage | None = None) -> Services:
+    """Wire the services from settings (no I/O here: gunicorn may fork after this)."""
+    storage = storage or open_storage(settings.storage_url, settings.storage_options)
+    burnlist_url = settings.burnlist_url
+    # Failed logins are counted where the burn-list lives when that is Redis (shared by every host); otherwise per
+    # worker process.
+    throttle_url = burnlist_url if burnlist_url.startswith(("redis://", "rediss://")) else "memory://"
+    return Services(
+        settings=settings,
+        storage=storage,
+        catalog=Catalog(storage, settings.catalog_ttl),
+        authenticator=Authenticator(UserDirectory(settings.users_file)),
+        tokens=TokenService(settings.secret_keys, settings.token_max_age),
+        burnlist=open_burnlist(burnlist_url),
+        throttle=LoginThrottle(throttle_url, settings.login_attempts_per_minute),
+        metrics=Metrics(),
+    )
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions[EXTENSION_KEY]

@@ -1,0 +1,155 @@
+"""Single-use download tokens: signing, expiry and payload checks (replay is app.burnlist's job)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from itsdangerous import BadData, BadPayload, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+SALT = "pkgdl.package-binary"
+# Real tokens are about 150 characters; the cap stops oversized input before any base64 or HMAC work.
+MAX_TOKEN_LENGTH = 4096
+# itsdangerous emits only URL-safe base64 without padding and "." separators. Refusing everything else
+# also refuses the "=" padded spellings that itsdangerous would otherwise accept for the same token.
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.\-]+")
+_JTI = re.compile(r"[A-Za-z0-9_\-]{16,64}")
+# ASCII digits only: str.isdigit() would accept "²" or Arabic-Indic digits; 20 digits bound int() work.
+_DECIMAL = re.compile(r"[0-9]{1,20}")
+
+RejectionReason = Literal["malformed", "bad_signature", "expired", "future", "bad_payload", "wrong_package"]
+
+
+@dataclass(frozen=True)
+class PackageRef:
+    """The path ids that name one package binary."""
+
+    uid: str
+    siid: int
+    sid: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified token grants, and until when (unix seconds, inclusive)."""
+
+    ref: PackageRef
+    token_id: str
+    expires_at: int
+
+
+class TokenRejected(Exception):
+    """A token that must not grant a download; `reason` is for logs and metrics, never for the client."""
+
+    def __init__(self, reason: RejectionReason) -> None:
+        super().__init__(reason)
+        self.reason: RejectionReason = reason
+
+
+class _ClockedSigner(TimestampSigner):
+    """A TimestampSigner whose clock is injected, so signing and age checks share one (freezable) time."""
+
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        """Return the injected clock's time in whole seconds."""
+        return int(self._clock())
+
+
+class TokenService:
+    """Mints and verifies download tokens for one set of signing keys and one lifetime."""
+
+    def __init__(
+        self, secret_keys: Sequence[str], max_age: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        keys = list(secret_keys)
+        if not keys or not all(isinstance(key, str) and key for key in keys):
+            raise ValueError("secret_keys must be a non-empty list of non-empty strings (oldest first)")
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0:
+            raise ValueError(f"max_age must be a positive number of seconds, got {max_age!r}")
+        self._keys = keys
+        self._max_age = max_age
+        self._clock = clock
+        self._serializer = self._make_serializer(clock)
+
+    @property
+    def max_age(self) -> int:
+        """Token lifetime in seconds."""
+        return self._max_age
+
+    def _make_serializer(self, clock: Callable[[], float]) -> URLSafeTimedSerializer:
+        # itsdangerous signs with the last key and verifies with every key, newest first.
+        return URLSafeTimedSerializer(
+            self._keys, salt=SALT, signer=_ClockedSigner, signer_kwargs={"clock": clock}
+        )
+
+    def mint(self, ref: PackageRef, max_age: int | None = None) -> str:
+        """Return a new token for `ref`, valid for `max_age` seconds (default: the service lifetime)."""
+        payload = {
+            "uid": ref.uid,
+            "siid": ref.siid,
+            "sid": ref.sid,
+            "pid": ref.pid,
+            "jti": secrets.token_urlsafe(16),
+        }
+        if max_age is None or max_age == self._max_age:
+            return self._serializer.dumps(payload)
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= self._max_age:
+            raise ValueError(
+                f"max_age must be between 1 and the token lifetime ({self._max_age} s), got {max_age!r}"
+            )
+        # Verification uses one max_age for every token, so a shorter life is expressed by backdating.
+        backdate = self._max_age - max_age
+        return self._make_serializer(lambda: self._clock() - backdate).dumps(payload)
+
+    def verify(self, token: str, ref: PackageRef) -> TokenClaims:
+        """Return the claims of `token` if it is genuine, current and for `ref`; else raise TokenRejected."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
+            raise TokenRejected("malformed")
+        try:
+            payload, signed_at = self._serializer.loads(token, max_age=self._max_age, return_timestamp=True)
+        except SignatureExpired as exc:
+            # itsdangerous raises SignatureExpired for age > max_age and for age < 0 (no skew tolerance).
+            signed = exc.date_signed.timestamp() if exc.date_signed is not None else 0
+            expired = signed < int(self._clock()) - self._max_age
+            raise TokenRejected("expired" if expired else "future") from None
+        except BadPayload:
+            raise TokenRejected("bad_payload") from None
+        except BadData:
+            raise TokenRejected("bad_signature") from None
+        claimed = _parse_payload(payload)
+        if claimed != ref:
+            raise TokenRejected("wrong_package")
+        expires_at = int(signed_at.timestamp()) + self._max_age
+        return TokenClaims(ref=ref, token_id=payload["jti"], expires_at=expires_at)
+
+
+def _parse_payload(payload: object) -> PackageRef:
+    """Return the package a signed payload names, or raise TokenRejected("bad_payload")."""
+    if not isinstance(payload, dict):
+        raise TokenRejected("bad_payload")
+    uid, jti = payload.get("uid"), payload.get("jti")
+    if not isinstance(uid, str) or not isinstance(jti, str) or not _JTI.fullmatch(jti):
+        raise TokenRejected("bad_payload")
+    return PackageRef(
+        uid=uid,
+        siid=_parse_id(payload.get("siid")),
+        sid=_parse_id(payload.get("sid")),
+        pid=_parse_id(payload.get("pid")),
+    )
+
+
+def _parse_id(value: object) -> int:
+    """Return an id given as a JSON integer or a decimal string; bools, floats and signs are refused."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        return int(value)
+    raise TokenRejected("bad_payload")

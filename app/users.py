@@ -1,0 +1,169 @@
+"""Users file (TOML), argon2id password hashes and a per-worker cache of verified credentials."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+import time
+import tomllib
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+MIGRATION_ACCESS = "migration_access"
+LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+# OWASP Password Storage Cheat Sheet, argon2id minimum: 19 MiB, 2 iterations, 1 lane (~25 ms here). The cache below
+# keeps this cost off the per-request path; only the first request of a login (and every wrong password) pays it.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
+
+
+@dataclass(frozen=True)
+class User:
+    """One account of the users file."""
+
+    login: str
+    password_hash: str
+    entitlements: frozenset[str] = frozenset()
+    admin: bool = False
+
+    def may_read(self, uid: str) -> bool:
+        """Whether this user may read the scans of ``uid``: migration_access, and own uid or admin."""
+        return MIGRATION_ACCESS in self.entitlements and (self.admin or self.login == uid)
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash with the parameters above."""
+    return HASHER.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return HASHER.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+# Unknown logins are checked against this hash so that they cost the same time as a wrong password.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+class UserDirectory:
+    """The users file, re-read when it changes on disk (so `pkgdl users add` needs no restart)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._stamp: tuple | None = None
+        self._users: dict[str, User] = {}
+        self._lock = threading.Lock()
+
+    def get(self, login: str) -> User | None:
+        """The user called ``login``, or None."""
+        self._refresh()
+        return self._users.get(login)
+
+    def all(self) -> list[User]:
+        """Every user, sorted by login."""
+        self._refresh()
+        return sorted(self._users.values(), key=lambda user: user.login)
+
+    def _refresh(self) -> None:
+        try:
+            stat = self.path.stat()
+            stamp: tuple | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            self._users = load_users(self.path) if stamp else {}
+            self._stamp = stamp
+
+
+def load_users(path: Path) -> dict[str, User]:
+    """Parse the users file; a malformed file is a configuration error with a clear message."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"users file {path} is not valid TOML: {exc}") from None
+    users = {}
+    for login, table in (document.get("users") or {}).items():
+        if not LOGIN_PATTERN.match(login) or not isinstance(table, dict):
+            raise ValueError(f"users file {path}: invalid user entry {login!r}")
+        users[login] = User(
+            login=login,
+            password_hash=str(table.get("password_hash", "")),
+            entitlements=frozenset(str(e) for e in table.get("entitlements", [])),
+            admin=bool(table.get("admin", False)),
+        )
+    return users
+
+
+def save_users(path: Path, users: Iterable[User]) -> None:
+    """Write the users file atomically (temp file + rename), readable by the owner only."""
+    lines = ["# pkgdl users; manage with `pkgdl users add|remove|list`.", ""]
+    for user in sorted(users, key=lambda u: u.login):
+        lines += [
+            f"[users.{json.dumps(user.login)}]",
+            f"password_hash = {json.dumps(user.password_hash)}",
+            f"entitlements = {json.dumps(sorted(user.entitlements))}",
+            f"admin = {'true' if user.admin else 'false'}",
+            "",
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+class Authenticator:
+    """Checks Basic credentials; remembers verified ones for a short time so the KDF does not run per request."""
+
+    def __init__(self, directory: UserDirectory, cache_ttl: float = 60.0, cache_size: int = 4096) -> None:
+        self.directory = directory
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        # The cache key is an HMAC under a per-process secret: a memory dump shows no password or plain digest.
+        self._cache_key = secrets.token_bytes(32)
+        self._verified: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def authenticate(self, login: str, password: str) -> User | None:
+        """The user if ``password`` is theirs, else None (unknown users cost as much as wrong passwords)."""
+        user = self.directory.get(login)
+        key = hmac.new(self._cache_key, f"{login}\0{password}".encode("utf-8", "surrogatepass"),
+                       hashlib.sha256).digest()
+        if user is not None and self._cached(key, user.password_hash):
+            return user
+        if user is None:
+            _verify(_DUMMY_HASH, password)
+            return None
+        if not _verify(user.password_hash, password):
+            return None
+        self._remember(key, user.password_hash)
+        return user
+
+    def _cached(self, key: bytes, password_hash: str) -> bool:
+        # The stored hash must still be the user's: a password change invalidates the entry at once.
+        entry = self._verified.get(key)
+        return entry is not None and entry[0] > time.monotonic() and hmac.compare_digest(entry[1], password_hash)
+
+    def _remember(self, key: bytes, password_hash: str) -> None:
+        with self._lock:
+            self._verified[key] = (time.monotonic() + self.cache_ttl, password_hash)
+            self._verified.move_to_end(key)
+            while len(self._verified) > self.cache_size:
+                self._verified.popitem(last=False)

@@ -1,0 +1,146 @@
+"""HTTP endpoints: the package binary, the scan's package listing, and operations probes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+
+from flask import Blueprint, Response, request
+
+from app.access import Access, authorize_download, require_reader
+from app.audit import audit_download
+from app.conditional import Representation, evaluate
+from app.download import DeliveryPolicy, package_response
+from app.errors import AccessDenied, InvalidRequest, NotFound
+from app.landing import prefers_html, render_landing_page
+from app.listing import listing_entries, packages_differing_from
+from app.representations import scanned_packages_response, wants_json
+from app.services import services
+from app.tokens import PackageRef
+
+bp = Blueprint("pkgdl", __name__)
+
+SCAN_PATH = "/users/<uid>/scannedinstances/<siid>/scans/<sid>"
+UID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+NUMBER_PATTERN = re.compile(r"[0-9]{1,18}")
+BASIC_CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+TOKEN_CACHE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+_ENCODED_SEPARATORS = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
+
+
+@bp.before_app_request
+def refuse_encoded_separators() -> None:
+    """An encoded '/', '\\' or NUL in the raw path is never one of our ids: 404, whatever the server decoded."""
+    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    if _ENCODED_SEPARATORS.search(raw_uri.split("?", 1)[0]):
+        raise NotFound()
+
+
+def scan_ids(uid: str, siid: str, sid: str) -> tuple[str, int, int]:
+    """Validate path ids before any I/O: anything malformed is a 404."""
+    if not (UID_PATTERN.fullmatch(uid) and NUMBER_PATTERN.fullmatch(siid) and NUMBER_PATTERN.fullmatch(sid)):
+        raise NotFound()
+    return uid, int(siid), int(sid)
+
+
+@bp.route(f"{SCAN_PATH}/packages/<pid>/bin", methods=["GET", "HEAD", "POST"], provide_automatic_options=False)
+def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
+    """The package's bytes, for its owner's credentials or a single-use token (SPEC 4.1, 4.3)."""
+    started = time.monotonic()
+    if not NUMBER_PATTERN.fullmatch(pid):
+        raise NotFound()
+    ref = PackageRef(*scan_ids(uid, siid, sid), int(pid))
+    access = authorize_download(ref)
+    package = services().catalog.package(ref.uid, ref.siid, ref.sid, ref.pid)
+    if access.by_token and request.method == "GET" and "Range" not in request.headers \
+            and prefers_html(request.headers.get("Accept")):
+        return Response(render_landing_page(package.full_name), 200, content_type="text/html; charset=utf-8",
+                        headers=LANDING_HEADERS)
+    return package_response(services().storage, package, request.method, request.headers,
+                            _delivery_policy(access, ref, started))
+
+
+LANDING_HEADERS = {
+    **TOKEN_CACHE_HEADERS,
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+}
+
+
+def _delivery_policy(access: Access, ref: PackageRef, started: float) -> DeliveryPolicy:
+    svc = services()
+    ids = {"uid": ref.uid, "siid": ref.siid, "sid": ref.sid, "pid": ref.pid}
+    kind = "token" if access.by_token else "basic"
+    who = f"token:{access.claims.token_id}" if access.claims else access.user.login
+
+    def burn() -> None:
+        svc.metrics.first_byte.observe(time.monotonic() - started)
+        if access.claims and not svc.burnlist.burn(access.claims.token_id, access.claims.expires_at):
+            svc.metrics.token_rejected("used")
+            raise AccessDenied()
+
+    def finish(status: int, sent: int, completed: bool) -> None:
+        svc.metrics.download_finished(kind, status, sent, completed)
+        audit_download(who=who, ids=ids, status=status, sent=sent, started=started, completed=completed)
+
+    cache_headers = TOKEN_CACHE_HEADERS if access.by_token else BASIC_CACHE_HEADERS
+    return DeliveryPolicy(cache_headers=cache_headers, before_first_byte=burn, on_finish=finish)
+
+
+@bp.route(f"{SCAN_PATH}/packages", methods=["GET", "HEAD"], provide_automatic_options=False)
+def scan_packages(uid: str, siid: str, sid: str) -> Response:
+    """The scan's packages with fresh single-use tokens, as UForge scannedPackages (SPEC 4.2)."""
+    uid, siid_number, sid_number = scan_ids(uid, siid, sid)
+    user = require_reader(uid)
+    manifest = services().catalog.manifest(uid, siid_number, sid_number)
+    packages = list(manifest.packages)
+    compare_with = request.args.get("compareWith")
+    if compare_with:
+        other = _scan_named(compare_with, user)
+        packages = packages_differing_from(packages, services().catalog.manifest(*other).packages)
+    as_json = wants_json()
+    # Weak: every answer carries fresh tokens, so two answers are equivalent, not byte-identical.
+    etag = f'W/"{hashlib.sha256(repr((manifest, compare_with, as_json)).encode()).hexdigest()[:40]}"'
+    headers = {"ETag": etag, "Vary": "Authorization, Accept", "Cache-Control": "private, no-cache"}
+    if evaluate("GET", request.headers, Representation(etag=etag, last_modified=None, size=0)).status == 304:
+        return Response(status=304, headers=headers)
+    response = scanned_packages_response(listing_entries(packages, uid, siid_number, sid_number), as_json)
+    response.headers.update(headers)
+    return response
+
+
+_SCAN_URI = re.compile(r"(?:^|/)users/([^/]+)/scannedinstances/([^/]+)/scans/([^/?#]+)/?$")
+
+
+def _scan_named(uri: str, user) -> tuple[str, int, int]:  # noqa: ANN001 - a users.User
+    match = _SCAN_URI.search(uri)
+    if not match:
+        raise InvalidRequest("compareWith must name a scan: users/{uid}/scannedinstances/{siid}/scans/{sid}")
+    other = scan_ids(*match.groups())
+    if not user.may_read(other[0]):
+        raise AccessDenied()
+    return other
+
+
+@bp.route("/healthz", methods=["GET", "HEAD"], provide_automatic_options=False)
+def healthz() -> Response:
+    """The process is up."""
+    return Response("ok\n", content_type="text/plain")
+
+
+@bp.route("/readyz", methods=["GET", "HEAD"], provide_automatic_options=False)
+def readyz() -> Response:
+    """Storage root and burn-list reachable; 503 otherwise (through the error table)."""
+    services().storage.ping()
+    services().burnlist.ping()
+    return Response("ready\n", content_type="text/plain")
+
+
+@bp.route("/metrics", methods=["GET"], provide_automatic_options=False)
+def metrics() -> Response:
+    """Prometheus text exposition."""
+    return Response(services().metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")

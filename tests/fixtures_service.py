@@ -1,0 +1,127 @@
+"""A real pkgdl under real gunicorn (2 gthread workers) on a free loopback port, seeded through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+E2E_USERS = {"alice": "alice e2e pw", "bob": "bob-pw", "carol": "carol-pw"}
+E2E_FILES = {  # name -> size; the big one spans several 1 MiB chunks and is not a multiple of the chunk size
+    "openssl-libs-3.0.7-27.el9.x86_64.rpm": 24 * 1024 * 1024 + 123,
+    "curl_7.88.1-10+deb12u5_amd64.deb": 70_000,
+    'we"ird\\name;.rpm': 10,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    """Poll until the URL answers, the process died, or the timeout passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass
+class Service:
+    """A running gunicorn + pkgdl, with the environment its CLI shares."""
+
+    base_url: str
+    env: dict[str, str]
+    home: Path
+    access_log: Path
+    error_log: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """Run `pkgdl ARGS` with the service's environment."""
+        return subprocess.run([str(BIN / "pkgdl"), *args], env=self.env, cwd=self.home, input=stdin,
+                              capture_output=True, text=True, timeout=60, check=True)
+
+    def bin_url(self, pid: int, uid: str = "alice", siid: int = 12, sid: int = 34) -> str:
+        return f"{self.base_url}/users/{uid}/scannedinstances/{siid}/scans/{sid}/packages/{pid}/bin"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_http(f"{self.base_url}/healthz", process=self.process)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def make_service(home: Path, extra_env: dict[str, str] | None = None) -> Service:
+    """Seed users and packages through the CLI and start gunicorn; the caller stops it."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PKGDL_")},
+        "PKGDL_BIND": f"127.0.0.1:{port}",
+        "PKGDL_WORKERS": "2",
+        "PKGDL_THREADS": "8",
+        "PKGDL_STORAGE_URL": (home / "packages").as_uri(),
+        "PKGDL_BURNLIST_URL": f"sqlite:///{home / 'burnlist.sqlite3'}",
+        "PKGDL_USERS_FILE": str(home / "users.toml"),
+        "PKGDL_SECRET_KEYS": "e2e-old-key,e2e-new-key",
+        "PKGDL_PUBLIC_URL": "https://downloads.example.test",
+        "PKGDL_ACCESS_LOG": str(home / "access.log"),
+        "PKGDL_ERROR_LOG": str(home / "error.log"),
+        **(extra_env or {}),
+    }
+    service = Service(f"http://127.0.0.1:{port}", env, home, home / "access.log", home / "error.log")
+    for login, password in E2E_USERS.items():
+        rights = ["--entitlement", "migration_access"] if login != "carol" else ["--entitlement", "other"]
+        service.cli("users", "add", login, *rights, "--password-stdin", stdin=password + "\n")
+    sources = home / "sources"
+    sources.mkdir(exist_ok=True)
+    for name, size in E2E_FILES.items():
+        path = sources / name.replace("\\", "_")
+        path.write_bytes(random.Random(name).randbytes(size))
+        service.files[name] = path
+    added = service.cli("catalog", "add", "--uid", "alice", "--siid", "12", "--sid", "34",
+                        *map(str, service.files.values()))
+    for line in added.stdout.splitlines():
+        pid, full_name = line.split("\t")
+        service.pids[full_name] = int(pid)
+    service.start()
+    return service
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    """One real service for the end-to-end tests that do not change its configuration."""
+    running = make_service(tmp_path_factory.mktemp("e2e"))
+    yield running
+    running.stop()

@@ -1,0 +1,144 @@
+"""End to end: real gunicorn with 2 workers, real curl, seeded by the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.fixtures_service import E2E_USERS
+
+pytestmark = pytest.mark.integration
+OPENSSL = "openssl-libs-3.0.7-27.el9.x86_64.rpm"
+
+
+def curl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
+
+
+def user(login: str = "alice") -> list[str]:
+    return ["-u", f"{login}:{E2E_USERS[login]}"]
+
+
+def status_of(*args: str) -> int:
+    result = curl("-o", "/dev/null", "-w", "%{http_code}", *args)
+    return int(result.stdout or 0)
+
+
+def sha256_of(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_full_download_matches_the_blob(service, tmp_path):
+    out = tmp_path / "got.rpm"
+    url = service.bin_url(service.pids[OPENSSL])
+    result = curl(*user(), "-f", "-o", str(out), "-D", str(tmp_path / "headers"), url)
+    assert result.returncode == 0, result.stderr
+    assert sha256_of(out) == sha256_of(service.files[OPENSSL])
+    headers = (tmp_path / "headers").read_text().lower()
+    assert f'etag: "{sha256_of(service.files[OPENSSL])}"' in headers
+    assert "content-disposition: attachment;" in headers
+
+
+def test_head(service):
+    result = curl(*user(), "-I", service.bin_url(service.pids[OPENSSL]))
+    lines = result.stdout.decode().lower()
+    assert lines.startswith("http/1.1 200")
+    assert f"content-length: {service.files[OPENSSL].stat().st_size}" in lines
+
+
+def test_etag_compare_gives_304(service, tmp_path):
+    etag_file, url = tmp_path / "etag", service.bin_url(service.pids[OPENSSL])
+    assert status_of(*user(), "--etag-save", str(etag_file), url) == 200
+    assert status_of(*user(), "--etag-compare", str(etag_file), url) == 304
+
+
+def test_resume_with_curl_continue(service, tmp_path):
+    out = tmp_path / "partial.rpm"
+    out.write_bytes(service.files[OPENSSL].read_bytes()[: 5 * 1024 * 1024 + 7])
+    result = curl(*user(), "-f", "-C", "-", "-o", str(out), service.bin_url(service.pids[OPENSSL]))
+    assert result.returncode == 0, result.stderr
+    assert sha256_of(out) == sha256_of(service.files[OPENSSL])
+
+
+def test_listing_xml_and_json(service):
+    base = f"{service.base_url}/users/alice/scannedinstances/12/scans/34/packages"
+    xml = curl(*user(), base).stdout
+    assert xml.startswith(b"<?xml") and b"<ns0:scannedPackages" in xml
+    listing = json.loads(curl(*user(), "-H", "Accept: application/json", base).stdout)
+    assert listing["scannedPackages"]["total"] == len(service.files)
+
+
+def test_token_single_use_and_weird_names_are_safe(service, tmp_path):
+    base = f"{service.base_url}/users/alice/scannedinstances/12/scans/34/packages"
+    listing = json.loads(curl(*user(), "-H", "Accept: application/json", base).stdout)
+    weird = next(p for p in listing["scannedPackages"]["scannedPackages"]["scannedPackage"]
+                 if p["fullName"].startswith("we"))
+    url = f"{service.base_url}/{weird['binaryUri']}"
+    headers = curl("-D", "-", "-o", str(tmp_path / "w"), url).stdout.decode()
+    assert "200" in headers.splitlines()[0]
+    disposition = next(line for line in headers.splitlines() if line.lower().startswith("content-disposition"))
+    assert disposition.count('"') == 2 and "\\" not in disposition
+    assert status_of(url) == 403
+
+
+def test_twenty_concurrent_requests_one_token_one_winner(service):
+    minted = service.cli("token", "mint", "--uid", "alice", "--siid", "12", "--sid", "34",
+                         "--pid", str(service.pids[OPENSSL])).stdout.strip()
+    assert minted.startswith("https://downloads.example.test/users/alice/")
+    url = service.base_url + minted[len("https://downloads.example.test"):]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = sorted(pool.map(lambda _: status_of("--max-time", "60", url), range(20)))
+    assert statuses == [200] + [403] * 19
+
+
+def test_minted_link_uses_public_url_not_host(service):
+    minted = service.cli("token", "mint", "--uid", "alice", "--siid", "12", "--sid", "34", "--pid", "1").stdout
+    assert urlsplit(minted.strip()).netloc == "downloads.example.test"
+
+
+BAD_REQUESTS = [
+    # (curl arguments after the base URL is applied, expected status)
+    (["--path-as-is", "{base}/users/alice/scannedinstances/12/scans/34/packages/../../34/packages/1/bin"], 404),
+    (["{base}/users/alice%2F..%2Fbob/scannedinstances/12/scans/34/packages/1/bin"], 404),
+    (["{base}/users/alice/scannedinstances/12/scans/34/packages/1%2Fbin"], 404),
+    (["{base}/users/alice/scannedinstances/12/scans/34/packages/%00/bin"], 404),
+    (["{base}/users/alice/scannedinstances/12/scans/34/packages/1234567890123456789/bin"], 404),
+    (["{base}/users/alice/scannedinstances/%EF%BC%91%EF%BC%92/scans/34/packages/1/bin"], 404),
+    (["-u", "alice:wrong", "{bin}"], 401),
+    (["-u", "nobody:wrong", "{bin}"], 401),
+    (["-H", "Authorization: Basic %%%", "{bin}"], 401),
+    (["-H", "Authorization: Basic", "{bin}"], 401),
+    (["-u", "bob:bob-pw", "{bin}"], 403),
+    (["-u", "carol:carol-pw", "{bin}"], 403),
+    (["-u", "alice:alice e2e pw", "-H", "Range: lines=0-5", "{bin}"], 200),
+    (["-u", "alice:alice e2e pw", "-H", "Range: bytes=-0", "{bin}"], 416),
+    (["-u", "alice:alice e2e pw", "-H", "Range: bytes=" + ",".join(["0-0"] * 1000), "{bin}"], 200),
+    # A header over gunicorn's limit_request_field_size never reaches the app.
+    (["-u", "alice:alice e2e pw", "-H", "Range: bytes=" + ",".join(f"{i}-{i}" for i in range(0, 2000, 2)),
+      "{bin}"], 431),
+    (["-u", "alice:alice e2e pw", "-X", "DELETE", "{bin}"], 405),
+    (["{bin}?downloadToken=not-a-token"], 403),
+]
+
+
+@pytest.mark.parametrize("args, expected", BAD_REQUESTS)
+def test_bad_inputs_get_a_clear_4xx(service, args, expected):
+    url_args = [a.format(base=service.base_url, bin=service.bin_url(service.pids[OPENSSL])) for a in args]
+    result = curl("-o", "-", "-w", "\n%{http_code}", *url_args)
+    body, _, code = result.stdout.rpartition(b"\n")
+    assert int(code) == expected
+    if expected >= 400:
+        assert b"Traceback" not in body and b"blobs/" not in body and str(service.home).encode() not in body
+
+
+def test_access_log_has_no_token_and_no_query(service):
+    service.cli("token", "mint", "--uid", "alice", "--siid", "12", "--sid", "34", "--pid", "1")
+    status_of(service.bin_url(1) + "?downloadToken=secret-looking-value")
+    log = service.access_log.read_text()
+    assert "downloadToken" not in log and "secret-looking-value" not in log
+    assert "/packages/1/bin" in log

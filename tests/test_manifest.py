@@ -1,0 +1,214 @@
+"""The scan manifest: strict parsing, stable dumping, round trips, the pid lookup."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from app import manifest as manifest_module
+from app.manifest import (
+    Manifest,
+    ManifestError,
+    Package,
+    dump_manifest,
+    manifest_path,
+    package_fields,
+    parse_manifest,
+)
+
+SHA = "ab" * 32
+MD5 = "cd" * 16
+ENTRY = {"dbId": 1001, "name": "openssl", "version": "3.0.7", "release": "27.el9", "epoch": 1,
+         "arch": "x86_64", "fullName": "openssl-3.0.7-27.el9.x86_64.rpm", "type": "rpm",
+         "mimeType": "application/x-rpm", "size": 1234567, "sha256sum": SHA, "md5sum": MD5,
+         "lastModified": "2026-11-26T10:00:00Z", "path": f"blobs/sha256/ab/{SHA}"}
+DOCUMENT = {"uid": "alice", "siid": 12, "sid": 34, "packages": [ENTRY]}
+
+
+def encode(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+def package(db_id: int, **changes: object) -> Package:
+    fields = dict(db_id=db_id, name="p", version="1", release="1", epoch=None, arch="noarch",
+                  full_name=f"p{db_id}", type="other", mime_type="application/octet-stream", size=db_id,
+                  sha256=SHA, md5=MD5, last_modified=datetime(2026, 11, 26, 10, tzinfo=UTC),
+                  path=f"blobs/sha256/ab/{SHA}")
+    return Package(**{**fields, **changes})
+
+
+def test_spec_example_parses():
+    manifest = parse_manifest(encode(DOCUMENT))
+    assert (manifest.uid, manifest.siid, manifest.sid) == ("alice", 12, 34)
+    assert manifest.packages == (Package(
+        db_id=1001, name="openssl", version="3.0.7", release="27.el9", epoch=1, arch="x86_64",
+        full_name="openssl-3.0.7-27.el9.x86_64.rpm", type="rpm", mime_type="application/x-rpm", size=1234567,
+        sha256=SHA, md5=MD5, last_modified=datetime(2026, 11, 26, 10, tzinfo=UTC),
+        path=f"blobs/sha256/ab/{SHA}"),)
+
+
+def test_lookup_by_pid():
+    manifest = Manifest("alice", 12, 34, (package(3), package(1)))
+    assert manifest.package(3) == package(3)
+    assert manifest.package(2) is None
+    assert manifest.package(-1) is None
+
+
+def test_manifest_path():
+    assert manifest_path("alice", 12, 34) == "alice/12/34/packages.json"
+
+
+@pytest.mark.parametrize("uid, siid, sid", [("../etc", 1, 2), ("", 1, 2), ("a/b", 1, 2), ("alice", -1, 2),
+                                            ("alice", 1, 10**18), ("alice", True, 2), ("alice", "1", 2)])
+def test_manifest_path_refuses_bad_ids(uid, siid, sid):
+    with pytest.raises(ValueError):
+        manifest_path(uid, siid, sid)
+
+
+def test_round_trip_is_stable():
+    weird = package(9, epoch=0, full_name='we"ird\\näme.rpm')
+    raw = dump_manifest(Manifest("alice", 12, 34, (weird, package(2))))
+    parsed = parse_manifest(raw)
+    assert parsed == Manifest("alice", 12, 34, (package(2), weird))
+    assert dump_manifest(parsed) == raw
+    assert [entry["dbId"] for entry in json.loads(raw)["packages"]] == [2, 9]
+    assert raw.startswith(b'{\n  "uid": "alice"')
+
+
+def test_package_fields_use_the_spec_names():
+    fields = package_fields(parse_manifest(encode(DOCUMENT)).packages[0])
+    assert fields == ENTRY
+
+
+def test_expected_ids_must_match():
+    raw = encode(DOCUMENT)
+    assert parse_manifest(raw, uid="alice", siid=12, sid=34).sid == 34
+    for expected in ({"uid": "bob"}, {"siid": 13}, {"sid": 35}, {"uid": "Alice"}):
+        with pytest.raises(ManifestError):
+            parse_manifest(raw, **expected)
+
+
+def test_equivalent_spellings_are_normalized():
+    entry = {**ENTRY, "lastModified": "2026-11-26T12:00:00.999+02:00", "sha256sum": SHA.upper(),
+             "md5sum": MD5.upper()}
+    parsed = parse_manifest(encode({**DOCUMENT, "packages": [entry]})).packages[0]
+    assert parsed.last_modified == datetime(2026, 11, 26, 10, tzinfo=UTC)
+    assert parsed.last_modified.tzinfo is UTC
+    assert (parsed.sha256, parsed.md5) == (SHA, MD5)
+
+
+def test_unknown_keys_are_ignored_and_empty_scans_allowed():
+    parsed = parse_manifest(encode({**DOCUMENT, "producer": "x", "packages": [{**ENTRY, "license": "MIT"}]}))
+    assert parsed.packages[0].db_id == 1001
+    assert parse_manifest(encode({**DOCUMENT, "packages": []})).packages == ()
+
+
+def mutated(path: tuple, value: object) -> bytes:
+    """DOCUMENT with one value replaced (or removed, for value ...)."""
+    document = copy.deepcopy(DOCUMENT)
+    target = document
+    for key in path[:-1]:
+        target = target[key]
+    if value is ...:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return encode(document)
+
+
+def entry_with(key: str, value: object) -> bytes:
+    return mutated(("packages", 0, key), value)
+
+
+BROKEN = {
+    "not json": b"{",
+    "not utf-8": b'{"uid": "\xff"}',
+    "a list": b"[]",
+    "nan": encode(DOCUMENT).replace(b"1234567", b"NaN"),
+    "duplicate key": b'{"uid": "alice", "uid": "bob", "siid": 1, "sid": 1, "packages": []}',
+    "deep nesting": b"[" * 100000 + b"]" * 100000,
+    "no uid": mutated(("uid",), ...),
+    "bad uid": mutated(("uid",), "../alice"),
+    "siid string": mutated(("siid",), "12"),
+    "siid bool": mutated(("siid",), True),
+    "siid negative": mutated(("siid",), -1),
+    "sid too big": mutated(("sid",), 10**18),
+    "sid float": mutated(("sid",), 34.0),
+    "no packages": mutated(("packages",), ...),
+    "packages object": mutated(("packages",), {}),
+    "package not object": mutated(("packages", 0), "x"),
+    "duplicate dbId": encode({**DOCUMENT, "packages": [ENTRY, {**ENTRY, "fullName": "other"}]}),
+    "no dbId": entry_with("dbId", ...),
+    "dbId string": entry_with("dbId", "1001"),
+    "dbId bool": entry_with("dbId", True),
+    "dbId negative": entry_with("dbId", -1),
+    "dbId too big": entry_with("dbId", 10**18),
+    "short sha256": entry_with("sha256sum", SHA[:-1]),
+    "sha256 not hex": entry_with("sha256sum", "g" * 64),
+    "sha256 with newline": entry_with("sha256sum", SHA + "\n"),
+    "md5 wrong length": entry_with("md5sum", MD5 + "0"),
+    "no md5": entry_with("md5sum", ...),
+    "size negative": entry_with("size", -1),
+    "size float": entry_with("size", 1.5),
+    "size string": entry_with("size", "10"),
+    "size bool": entry_with("size", False),
+    "size null": entry_with("size", None),
+    "epoch string": entry_with("epoch", "1"),
+    "epoch negative": entry_with("epoch", -1),
+    "epoch huge": entry_with("epoch", 2**32),
+    "name number": entry_with("name", 1),
+    "version missing": entry_with("version", ...),
+    "name with newline": entry_with("name", "a\nb"),
+    "fullName empty": entry_with("fullName", ""),
+    "fullName with CR": entry_with("fullName", "a\rb.rpm"),
+    "fullName with NUL": entry_with("fullName", "a\x00b.rpm"),
+    "fullName lone surrogate": entry_with("fullName", "a\udcffb.rpm"),
+    "fullName too long": entry_with("fullName", "a" * 2000),
+    "type empty": entry_with("type", ""),
+    "mimeType not a media type": entry_with("mimeType", "text/html\r\nX-Evil: 1"),
+    "mimeType missing": entry_with("mimeType", ...),
+    "lastModified date only": entry_with("lastModified", "2026-11-26"),
+    "lastModified naive": entry_with("lastModified", "2026-11-26T10:00:00"),
+    "lastModified impossible": entry_with("lastModified", "2026-02-30T10:00:00Z"),
+    "lastModified overflows": entry_with("lastModified", "9999-12-31T23:59:59-01:00"),
+    "lastModified number": entry_with("lastModified", 1764151200),
+    "path absolute": entry_with("path", "/etc/passwd"),
+    "path climbs": entry_with("path", "blobs/../../etc/passwd"),
+    "path dot": entry_with("path", "./blobs/x"),
+    "path backslash": entry_with("path", "blobs\\x"),
+    "path NUL": entry_with("path", "blobs/x\x00.rpm"),
+    "path empty segment": entry_with("path", "blobs//x"),
+    "path trailing slash": entry_with("path", "blobs/x/"),
+    "path empty": entry_with("path", ""),
+    "path with scheme": entry_with("path", "s3://other-bucket/x"),
+    "path drive": entry_with("path", "C:/x"),
+}
+
+
+@pytest.mark.parametrize("raw", BROKEN.values(), ids=BROKEN.keys())
+def test_broken_manifests_raise_manifest_error(raw):
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(raw)
+    assert isinstance(caught.value, ValueError)
+    assert str(caught.value) == "invalid scan manifest"  # generic: no hostile value reaches a log or a body
+
+
+def test_oversized_manifest_is_refused(monkeypatch):
+    raw = encode(DOCUMENT)
+    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", len(raw) - 1)
+    with pytest.raises(ManifestError):
+        parse_manifest(raw)
+
+
+def test_reason_names_the_field_not_the_value():
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(entry_with("path", "/secret/value"))
+    assert caught.value.reason == "packages[0].path"
+
+
+def test_manifest_refuses_duplicate_ids_when_built_in_code():
+    with pytest.raises(ManifestError):
+        Manifest("alice", 1, 2, (package(1), package(1, full_name="other")))

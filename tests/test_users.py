@@ -1,0 +1,93 @@
+"""Users file, argon2id verification, the verified-credentials cache, and equal work for unknown users."""
+
+from __future__ import annotations
+
+import pytest
+
+import app.users as users_module
+from app.users import Authenticator, User, UserDirectory, hash_password, load_users, save_users
+
+
+@pytest.fixture
+def directory(tmp_path):
+    path = tmp_path / "users.toml"
+    save_users(path, [User("alice", hash_password("pw"), frozenset({"migration_access"})),
+                      User("root", hash_password("rootpw"), frozenset({"migration_access"}), admin=True)])
+    return UserDirectory(path)
+
+
+@pytest.fixture
+def kdf_calls(monkeypatch):
+    calls = []
+    real = users_module._verify
+
+    def counting(password_hash, password):
+        calls.append(password_hash)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(users_module, "_verify", counting)
+    return calls
+
+
+def test_round_trip_and_hash_parameters(directory):
+    alice = directory.get("alice")
+    assert alice.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert alice.entitlements == {"migration_access"} and not alice.admin
+    assert directory.get("root").admin
+
+
+@pytest.mark.parametrize("login, uid, allowed", [
+    ("alice", "alice", True), ("alice", "bob", False), ("root", "bob", True),
+])
+def test_may_read(directory, login, uid, allowed):
+    assert directory.get(login).may_read(uid) is allowed
+
+
+def test_admin_without_entitlement_may_not_read():
+    assert not User("x", "", frozenset(), admin=True).may_read("x")
+
+
+def test_kdf_runs_once_per_cached_credential(directory, kdf_calls):
+    auth = Authenticator(directory)
+    assert [auth.authenticate("alice", "pw") for _ in range(5)] == [directory.get("alice")] * 5
+    assert len(kdf_calls) == 1
+
+
+def test_wrong_password_is_never_cached(directory, kdf_calls):
+    auth = Authenticator(directory)
+    assert auth.authenticate("alice", "nope") is None
+    assert auth.authenticate("alice", "nope") is None
+    assert len(kdf_calls) == 2
+
+
+def test_unknown_user_costs_a_kdf_run_too(directory, kdf_calls):
+    assert Authenticator(directory).authenticate("mallory", "pw") is None
+    assert len(kdf_calls) == 1
+
+
+def test_password_change_invalidates_the_cache(directory):
+    auth = Authenticator(directory)
+    assert auth.authenticate("alice", "pw")
+    users = load_users(directory.path)
+    users["alice"] = User("alice", hash_password("new"), frozenset({"migration_access"}))
+    save_users(directory.path, users.values())
+    assert auth.authenticate("alice", "pw") is None
+    assert auth.authenticate("alice", "new")
+
+
+def test_cache_entries_expire(directory, kdf_calls):
+    auth = Authenticator(directory, cache_ttl=0)
+    auth.authenticate("alice", "pw")
+    auth.authenticate("alice", "pw")
+    assert len(kdf_calls) == 2
+
+
+def test_missing_file_means_no_users(tmp_path):
+    assert UserDirectory(tmp_path / "absent.toml").get("alice") is None
+
+
+def test_malformed_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "users.toml"
+    path.write_text("[users.alice\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_users(path)
