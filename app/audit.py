@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 log = logging.getLogger("pkgdl.audit")
 
 
-def audit_download(*, who: str, ids: dict, status: int, sent: int, started: float, completed: bool) -> None:
-    """Write the audit line of one finished download (who is a login or `token:<jti>`)."""
+def audit_download(*, who: str, ids: dict, status: int, sent: int, started: float, result: str) -> None:
+    """Write the audit line of one finished download (who is a login or `token:<jti>`; result is completed, aborted
+    or offloaded to nginx)."""
     log.info(json.dumps({
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "event": "download",
@@ -20,5 +21,5 @@ def audit_download(*, who: str, ids: dict, status: int, sent: int, started: floa
         "status": status,
         "bytes": sent,
         "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "result": "completed" if completed else "aborted",
+        "result": result,
     }, separators=(",", ":")))

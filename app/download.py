@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
+from urllib.parse import quote, urlsplit
 
 from flask import Response
 
@@ -26,7 +27,8 @@ class DeliveryPolicy:
 
     cache_headers: Mapping[str, str]
     before_first_byte: Callable[[], None] | None = None
-    on_finish: Callable[[int, int, bool], None] = field(default=lambda status, sent, completed: None)
+    on_finish: Callable[[int, int, str], None] = field(default=lambda status, sent, result: None)
+    offload: bool = False
 
 
 def representation_of(package: Package) -> Representation:
@@ -46,7 +48,12 @@ def package_response(storage: Storage, package: Package, method: str, request_he
         error.content_range = unsatisfiable_content_range(package.size)
         raise error
     headers.update(_content_headers(package))
-    blob = storage.open_blob(package.path, package.size)
+    blob = storage.open_blob(package.path, package.size)  # also proves the blob is there before any burn
+    if policy.offload and method != "HEAD" and not decision.ranges and not _is_conditional(request_headers):
+        target = _offload_target(storage, package)
+        if target is not None:
+            blob.close()
+            return _offloaded(target, package, headers, policy)
     if method == "HEAD":
         blob.close()
         headers["Content-Length"] = str(package.size)
@@ -64,8 +71,44 @@ def package_response(storage: Storage, package: Package, method: str, request_he
     if len(decision.ranges) == 1:
         headers["Content-Range"] = decision.ranges[0].content_range(package.size)
     status = 206 if decision.ranges else 200
-    stream = _observed(first, body, blob, length, lambda sent, done: policy.on_finish(status, sent, done))
+    stream = _observed(first, body, blob, length,
+                       lambda sent, done: policy.on_finish(status, sent, "completed" if done else "aborted"))
     return Response(stream, status=status, headers=headers, direct_passthrough=True)
+
+
+# Requests that carry these are streamed by us even in offload mode: nginx's static module would evaluate them
+# again against its own validators (an mtime/size ETag), and its multipart ranges are not coalesced.
+_CONDITIONAL_HEADERS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
+OFFLOAD_LOCAL_PREFIX = "/_pkgdl/local/"
+OFFLOAD_S3_PREFIX = "/_pkgdl/s3"
+PRESIGNED_SECONDS = 60
+
+
+def _is_conditional(request_headers: Mapping[str, str]) -> bool:
+    return any(request_headers.get(name) is not None for name in _CONDITIONAL_HEADERS)
+
+
+def _offload_target(storage: Storage, package: Package) -> str | None:
+    """Where nginx finds the bytes: the file under the storage root, or a presigned S3 GET; None streams."""
+    if storage.local_path(package.path) is not None:
+        return OFFLOAD_LOCAL_PREFIX + quote(package.path)
+    presigned = storage.presigned_url(package.path, PRESIGNED_SECONDS)
+    if presigned is None:
+        return None
+    url = urlsplit(presigned)
+    return f"{OFFLOAD_S3_PREFIX}{url.path}?{url.query}"
+
+
+def _offloaded(target: str, package: Package, headers: dict[str, str], policy: DeliveryPolicy) -> Response:
+    """Authorized, preconditions passed: burn, then let nginx send the bytes (deploy/nginx.conf)."""
+    if policy.before_first_byte is not None:
+        policy.before_first_byte()
+    headers["X-Accel-Redirect"] = target
+    headers["X-Accel-Buffering"] = "no"
+    policy.on_finish(200, package.size, "offloaded")
+    response = Response(status=200, headers=headers)
+    response.headers["Content-Length"] = str(package.size)
+    return response
 
 
 def _validator_headers(package: Package, policy: DeliveryPolicy) -> dict[str, str]:

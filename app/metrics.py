@@ -23,10 +23,9 @@ class Metrics:
         """Count a refused token by reason (never shown to the client)."""
         self.token_rejections.labels(reason=reason).inc()
 
-    def download_finished(self, auth: str, status: int, sent: int, completed: bool) -> None:
-        """Count one finished download response."""
-        outcome = "completed" if completed else "aborted"
-        self.downloads.labels(outcome=outcome, auth=auth, status=str(status)).inc()
+    def download_finished(self, auth: str, status: int, sent: int, result: str) -> None:
+        """Count one finished download response (result: completed, aborted, offloaded)."""
+        self.downloads.labels(outcome=result, auth=auth, status=str(status)).inc()
         self.bytes_sent.labels(auth=auth).inc(sent)
 
     def exposition(self) -> bytes:

@@ -83,12 +83,13 @@ def _delivery_policy(access: Access, ref: PackageRef, started: float) -> Deliver
             svc.metrics.token_rejected("used")
             raise AccessDenied()
 
-    def finish(status: int, sent: int, completed: bool) -> None:
-        svc.metrics.download_finished(kind, status, sent, completed)
-        audit_download(who=who, ids=ids, status=status, sent=sent, started=started, completed=completed)
+    def finish(status: int, sent: int, result: str) -> None:
+        svc.metrics.download_finished(kind, status, sent, result)
+        audit_download(who=who, ids=ids, status=status, sent=sent, started=started, result=result)
 
     cache_headers = TOKEN_CACHE_HEADERS if access.by_token else BASIC_CACHE_HEADERS
-    return DeliveryPolicy(cache_headers=cache_headers, before_first_byte=burn, on_finish=finish)
+    return DeliveryPolicy(cache_headers=cache_headers, before_first_byte=burn, on_finish=finish,
+                          offload=svc.settings.offload == "x-accel")
 
 
 @bp.route(f"{SCAN_PATH}/packages", methods=["GET", "HEAD"], provide_automatic_options=False)

@@ -45,6 +45,10 @@ class Storage(Protocol):
         """The absolute filesystem path of an object on a local backend, else None (for sendfile / X-Accel)."""
         ...
 
+    def presigned_url(self, path: str, expires: int = 60) -> str | None:
+        """A short-lived URL that reads the object without credentials (S3), else None."""
+        ...
+
     def ping(self) -> None:
         """Raise one of the built-in errors above unless the storage root answers."""
         ...

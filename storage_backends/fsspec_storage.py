@@ -166,6 +166,10 @@ class _Backend:
         """The filesystem path of an object, for local roots only."""
         return None
 
+    def presigned_url(self, fs: Any, location: str, expires: int) -> str | None:
+        """A short-lived URL that reads the object without our credentials, where the store has them."""
+        return None
+
 
 def _check_size(actual: int | None, size: int, handle: IO[bytes] | None = None) -> None:
     """Raise BlobSizeMismatch (closing ``handle``) when a known size is not the catalog's."""
@@ -279,6 +283,10 @@ class _S3Backend(_Backend):
     def open_options(self) -> dict[str, Any]:
         """Bounded read-ahead; s3fs HEADs the object on open, which gives us its size."""
         return {"block_size": READ_AHEAD, "cache_type": "readahead"}
+
+    def presigned_url(self, fs: Any, location: str, expires: int) -> str | None:
+        """A SigV4 presigned GET (computed locally, no request)."""
+        return fs.sign(location, expiration=expires)
 
     def root_exists(self, fs: Any) -> bool:
         """HEAD the bucket."""
@@ -402,9 +410,7 @@ def _backend_for(url: str, options: dict[str, Any]) -> _Backend:
         return _S3Backend(_s3_root(rest), options)
     if scheme in ("http", "https"):
         return _HttpBackend(_http_root(url), options)
-    raise ValueError(
-        f"unsupported storage URL scheme {scheme!r}: use file://, memory://, s3://, http:// or https://"
-    )
+    raise ValueError(f"unsupported storage URL scheme {scheme!r}: use file, memory, s3, http or https")
 
 
 class FsspecStorage:
@@ -481,6 +487,12 @@ class FsspecStorage:
     def local_path(self, path: str) -> str | None:
         """The absolute path of an object on a file:// root, else None."""
         return self._backend.local_path(self._backend.locate(checked_path(path)))
+
+    def presigned_url(self, path: str, expires: int = 60) -> str | None:
+        """A short-lived URL for nginx to fetch the object itself (S3 only), else None."""
+        location = self._backend.locate(checked_path(path))
+        with translated_errors():
+            return self._backend.presigned_url(self._filesystem(), location, expires)
 
     def ping(self) -> None:
         """Raise a built-in storage error unless the root answers."""

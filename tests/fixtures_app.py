@@ -54,6 +54,9 @@ class FakeStorage:
     def local_path(self, path: str) -> None:
         return None
 
+    def presigned_url(self, path: str, expires: int = 60) -> None:
+        return None
+
     def ping(self) -> None:
         if self.fault is not None:
             raise self.fault

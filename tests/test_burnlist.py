@@ -134,9 +134,7 @@ def _race_processes(method: str, target: BurnList | str, processes: int = 4, ids
     context = multiprocessing.get_context(method)
     token_ids = [fresh_id() for _ in range(ids)]
     start, results = context.Event(), context.Queue()
-    workers = [
-        context.Process(target=_burn_all, args=(target, token_ids, start, results)) for _ in range(processes)
-    ]
+    workers = [context.Process(target=_burn_all, args=(target, token_ids, start, results)) for _ in range(processes)]
     for worker in workers:
         worker.start()
     start.set()
@@ -218,9 +216,7 @@ def test_sqlite_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tmp_path / "var" / "burn.db").exists()
 
 
-@pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1:6379/0", "redis://:secret@cache:6379/2", "rediss://cache:6380/0"]
-)
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "redis://:secret@cache:6379/2", "rediss://cache:6380/0"])
 def test_redis_urls_open_lazily(url: str) -> None:
     assert isinstance(open_burnlist(url), RedisBurnList)
 
@@ -329,6 +325,30 @@ def test_sqlite_one_connection_per_thread(tmp_path: Path) -> None:
         thread.join()
     burnlist.burn(fresh_id(), FAR)
     assert len(set(seen)) == 3
+
+
+def test_sqlite_many_first_openers_of_a_new_file(tmp_path: Path) -> None:
+    # Switching a new file to WAL can fail at once (no busy wait) while another connection is doing it;
+    # unfixed, about one round in 150 lost a burn, so this catches a regression sometimes, not always.
+    for attempt in range(20):
+        burnlist = SqliteBurnList(str(tmp_path / f"b{attempt}.db"))
+        barrier, errors = threading.Barrier(20), []
+
+        def open_and_burn(burnlist: SqliteBurnList = burnlist, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(timeout=10)
+            try:
+                burnlist.burn(fresh_id(), FAR)
+            except BurnListUnavailable as exc:
+                errors.append(exc)
+            finally:
+                burnlist.close()
+
+        threads = [threading.Thread(target=open_and_burn) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert errors == []
 
 
 def test_sqlite_locked_past_the_timeout_is_unavailable_then_recovers(tmp_path: Path) -> None:

@@ -1,0 +1,68 @@
+"""PKGDL_OFFLOAD=x-accel at the app: what is handed to nginx, what is still streamed, and when tokens burn."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.tokens import PackageRef
+from tests.test_download_view import ALICE
+from tests.test_token_view import burned_count
+
+
+@pytest.fixture
+def offload_client(make_app, storage):
+    storage.local_path = lambda path: f"/srv/pkgs/{path}"
+    return make_app(offload="x-accel").test_client()
+
+
+def test_plain_get_is_handed_to_nginx(offload_client, scan):
+    response = offload_client.get(scan.bin_path(1), headers=ALICE)
+    assert response.status_code == 200
+    assert response.data == b""
+    assert response.headers["X-Accel-Redirect"].startswith("/_pkgdl/local/blobs/sha256/")
+    streamed = offload_client.application.test_client()
+    for name in ("ETag", "Last-Modified", "Content-Type", "Content-Disposition", "Repr-Digest", "Cache-Control",
+                 "Vary", "X-Content-Type-Options", "Accept-Ranges", "Content-Length"):
+        assert response.headers[name] == streamed.head(scan.bin_path(1), headers=ALICE).headers[name], name
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({"Range": "bytes=0-9"}, 206),
+    ({"If-None-Match": '"other"'}, 200),
+    ({"If-Match": "*"}, 200),
+])
+def test_conditional_and_ranged_requests_are_streamed(offload_client, scan, headers, status):
+    response = offload_client.get(scan.bin_path(1), headers={**ALICE, **headers})
+    assert response.status_code == status
+    assert "X-Accel-Redirect" not in response.headers
+    assert response.data
+
+
+def test_304_and_412_are_answered_by_the_app(offload_client, scan):
+    etag = offload_client.head(scan.bin_path(1), headers=ALICE).headers["ETag"]
+    assert offload_client.get(scan.bin_path(1), headers={**ALICE, "If-None-Match": etag}).status_code == 304
+    assert offload_client.get(scan.bin_path(1), headers={**ALICE, "If-Match": '"x"'}).status_code == 412
+
+
+def test_token_burns_when_handed_over(offload_client, scan, settings):
+    tokens = offload_client.application.extensions["pkgdl"].tokens
+    url = f"{scan.bin_path(1)}?downloadToken={tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 1))}"
+    assert offload_client.head(url).status_code == 200
+    assert burned_count(settings) == 0
+    first = offload_client.get(url)
+    assert first.headers["X-Accel-Redirect"]
+    assert first.headers["Cache-Control"] == "no-store"
+    assert burned_count(settings) == 1
+    assert offload_client.get(url).status_code == 403
+
+
+def test_missing_blob_is_404_before_any_handover(offload_client, scan, storage):
+    for path in [p for p in storage.objects if p.startswith("blobs/")]:
+        del storage.objects[path]
+    assert offload_client.get(scan.bin_path(1), headers=ALICE).status_code == 404
+
+
+def test_backends_without_offload_stream(make_app, scan):
+    response = make_app(offload="x-accel").test_client().get(scan.bin_path(1), headers=ALICE)
+    assert "X-Accel-Redirect" not in response.headers
+    assert response.data == scan.blobs[1]
