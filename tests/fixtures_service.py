@@ -82,8 +82,9 @@ class Service:
                 self.process.wait()
 
 
-def make_service(home: Path, extra_env: dict[str, str] | None = None) -> Service:
-    """Seed users and packages through the CLI and start gunicorn; the caller stops it."""
+def make_service(home: Path, extra_env: dict[str, str] | None = None, seed: bool = True) -> Service:
+    """Seed users and packages through the CLI (unless another instance on the same home did) and start gunicorn
+    on its own port; the caller stops it."""
     home.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     env = {
@@ -96,11 +97,21 @@ def make_service(home: Path, extra_env: dict[str, str] | None = None) -> Service
         "PKGDL_USERS_FILE": str(home / "users.toml"),
         "PKGDL_SECRET_KEYS": "e2e-old-key,e2e-new-key",
         "PKGDL_PUBLIC_URL": "https://downloads.example.test",
-        "PKGDL_ACCESS_LOG": str(home / "access.log"),
-        "PKGDL_ERROR_LOG": str(home / "error.log"),
+        "PKGDL_ACCESS_LOG": str(home / f"access-{port}.log"),
+        "PKGDL_ERROR_LOG": str(home / f"error-{port}.log"),
         **(extra_env or {}),
     }
-    service = Service(f"http://127.0.0.1:{port}", env, home, home / "access.log", home / "error.log")
+    logs = Path(env["PKGDL_ACCESS_LOG"]), Path(env["PKGDL_ERROR_LOG"])
+    service = Service(f"http://127.0.0.1:{port}", env, home, *logs)
+    if seed:
+        _seed(service)
+    service.start()
+    return service
+
+
+def _seed(service: Service) -> None:
+    """Users and packages through the real CLI; records source files and pids on the service."""
+    home = service.home
     for login, password in E2E_USERS.items():
         rights = ["--entitlement", "migration_access"] if login != "carol" else ["--entitlement", "other"]
         service.cli("users", "add", login, *rights, "--password-stdin", stdin=password + "\n")
@@ -115,8 +126,6 @@ def make_service(home: Path, extra_env: dict[str, str] | None = None) -> Service
     for line in added.stdout.splitlines():
         pid, full_name = line.split("\t")
         service.pids[full_name] = int(pid)
-    service.start()
-    return service
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,320 @@
+"""Start and stop the processes a benchmark needs, all on free loopback ports under one temporary directory.
+
+Every server is a `Server` (a Popen plus the log it writes); `stop_all` stops exactly the processes started here, by
+their pid: SIGTERM first, SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.importer import blob_path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+START_TIMEOUT = 30.0
+MiB = 1024 * 1024
+
+UID, SIID, SID = "bench", 1, 1
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def find_binary(name: str, *fallbacks: str) -> str:
+    """The venv's copy first, then PATH, then fixed paths; a clear error when missing."""
+    for candidate in (str(BIN / name), shutil.which(name), *fallbacks):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(f"{name} not found (venv, PATH, {', '.join(fallbacks) or 'no fallback'})")
+
+
+@dataclass
+class Server:
+    """One started process and where it logs."""
+
+    name: str
+    process: subprocess.Popen
+    log: Path
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        """Direct children of this process (gunicorn's workers), from /proc."""
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                        children.append(int(entry.name))
+        return sorted(children)
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of the log, for error messages."""
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+def start(name: str, command: list[str], home: Path, port: int, env: dict[str, str] | None = None,
+          cwd: Path | None = None, ready_url: str | None = None) -> Server:
+    """Start `command` logging to home/<name>.log and wait until `port` accepts (and `ready_url` answers)."""
+    log = home / f"{name}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=env, cwd=cwd or home)
+    server = Server(name, process, log, port)
+    _STARTED.append(server)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{server.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} not ready within {START_TIMEOUT} s:\n{server.log_tail()}")
+        try:
+            if ready_url:
+                urllib.request.urlopen(ready_url, timeout=1).close()
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+
+
+_STARTED: list[Server] = []
+
+
+def stop(server: Server, grace: float = 10.0) -> None:
+    """SIGTERM this one process (gunicorn's master takes its workers along), SIGKILL after `grace` seconds."""
+    process = server.process
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)  # a stopped process would not act on SIGTERM
+            process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if server in _STARTED:
+        _STARTED.remove(server)
+
+
+def stop_all() -> None:
+    """Stop every server started by this module, newest first."""
+    for server in reversed(list(_STARTED)):
+        stop(server)
+
+
+# ---- nginx ---------------------------------------------------------------------------------------------------------
+NGINX_CONF = """\
+worker_processes 1;
+master_process off;
+daemon off;
+pid {home}/nginx.pid;
+error_log {home}/nginx-error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {home}/client_body;
+    proxy_temp_path {home}/proxy;
+    fastcgi_temp_path {home}/fastcgi;
+    uwsgi_temp_path {home}/uwsgi;
+    scgi_temp_path {home}/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    gzip off;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def start_nginx(home: Path, root: Path) -> Server:
+    """nginx (one process, our uid) serving `root` statically with sendfile: the reference for local files."""
+    home = home / "nginx"
+    home.mkdir()
+    port = free_port()
+    conf = home / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(home=home, port=port, root=root))
+    binary = find_binary("nginx", "/usr/sbin/nginx")
+    return start("nginx", [binary, "-p", str(home), "-e", str(home / "nginx-error.log"), "-c", str(conf)],
+                 home, port)
+
+
+# ---- redis ---------------------------------------------------------------------------------------------------------
+def start_redis(home: Path) -> Server:
+    """redis-server as the README asks for production: AOF on, no eviction."""
+    directory = home / "redis"
+    directory.mkdir()
+    port = free_port()
+    command = [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--dir", str(directory)]
+    return start("redis", command, directory, port)
+
+
+# ---- SeaweedFS -----------------------------------------------------------------------------------------------------
+@dataclass
+class SeaweedFS:
+    """A single-process SeaweedFS (master, volume, filer, S3 gateway) with S3 auth on and one bucket."""
+
+    server: Server
+    key: str
+    secret: str
+    bucket: str = "pkgdl-bench"
+
+    @property
+    def options(self) -> dict[str, str]:
+        """PKGDL_STORAGE_OPTIONS (s3fs arguments)."""
+        return {"endpoint_url": self.server.base_url, "key": self.key, "secret": self.secret}
+
+    def filesystem(self):  # noqa: ANN201 - an s3fs.S3FileSystem
+        """A fresh s3fs client for this server."""
+        import s3fs
+
+        return s3fs.S3FileSystem(skip_instance_cache=True, **self.options)
+
+
+def start_seaweedfs(home: Path) -> SeaweedFS:
+    """Start SeaweedFS on free ports, create the bucket (retrying while the filer starts)."""
+    directory = home / "seaweedfs"
+    (directory / "logs").mkdir(parents=True)
+    (directory / "data").mkdir()
+    key, secret = "bench-key", base64.b16encode(random.randbytes(16)).decode()
+    identity = {"name": "bench", "credentials": [{"accessKey": key, "secretKey": secret}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    (directory / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    p = {name: free_port() for name in ("master", "mgrpc", "volume", "vgrpc", "filer", "fgrpc", "s3", "s3grpc")}
+    command = [
+        find_binary("weed"), f"-logdir={directory / 'logs'}", "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-dir={directory / 'data'}", f"-master.port={p['master']}", f"-master.port.grpc={p['mgrpc']}",
+        f"-volume.port={p['volume']}", f"-volume.port.grpc={p['vgrpc']}", "-filer", f"-filer.port={p['filer']}",
+        f"-filer.port.grpc={p['fgrpc']}", "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3grpc']}",
+        f"-s3.config={directory / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-master.volumeSizeLimitMB=256", "-volume.max=32", "-master.telemetry=false", "-master.electionTimeout=1s",
+    ]
+    weed = SeaweedFS(start("seaweedfs", command, directory, p["s3"]), key, secret)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            fs = weed.filesystem()
+            if not fs.exists(weed.bucket):
+                fs.mkdir(weed.bucket)
+            return weed
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+# ---- gunicorn: pkgdl and the bare Flask app ------------------------------------------------------------------------
+@dataclass
+class Pkgdl:
+    """A running gunicorn + pkgdl and what was seeded into it."""
+
+    server: Server
+    env: dict[str, str]
+    password: str
+    pids: dict[str, int] = field(default_factory=dict)  # fullName -> pid
+    blobs: dict[str, str] = field(default_factory=dict)  # fullName -> blob path under the storage root
+
+    def path(self, name: str) -> str:
+        """The /bin path of a seeded file."""
+        return f"/users/{UID}/scannedinstances/{SIID}/scans/{SID}/packages/{self.pids[name]}/bin"
+
+    @property
+    def authorization(self) -> str:
+        """The Basic credentials header value."""
+        return "Basic " + base64.b64encode(f"{UID}:{self.password}".encode()).decode()
+
+
+def gunicorn_env(home: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
+    """The environment both gunicorns share: the repository's gunicorn.conf.py reads PKGDL_BIND and friends."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PKGDL_")}
+    return {**clean, "PKGDL_BIND": f"127.0.0.1:{port}", "PKGDL_WORKERS": "2", "PKGDL_THREADS": "8",
+            "PKGDL_ACCESS_LOG": str(home / "access.log"), "PKGDL_ERROR_LOG": str(home / "error.log"), **extra}
+
+
+def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """Run the real `pkgdl` CLI with the service's environment and return its output."""
+    done = subprocess.run([str(BIN / "pkgdl"), *args], env=env, cwd=ROOT, input=stdin, capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"pkgdl {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def start_pkgdl(name: str, home: Path, files: list[Path], secret_keys: str, storage_url: str,
+                storage_options: dict | None = None, burnlist_url: str | None = None) -> Pkgdl:
+    """Seed a user and `files` through the CLI, then start `gunicorn -c gunicorn.conf.py`."""
+    home = home / name
+    home.mkdir()
+    port = free_port()
+    env = gunicorn_env(home, port, {
+        "PKGDL_STORAGE_URL": storage_url,
+        "PKGDL_STORAGE_OPTIONS": json.dumps(storage_options or {}),
+        "PKGDL_BURNLIST_URL": burnlist_url or f"sqlite:///{home / 'burnlist.sqlite3'}",
+        "PKGDL_USERS_FILE": str(home / "users.toml"),
+        "PKGDL_SECRET_KEYS": secret_keys,
+        "PKGDL_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    })
+    password = base64.b32encode(random.randbytes(15)).decode()
+    cli(env, "users", "add", UID, "--password-stdin", stdin=password + "\n")
+    added = cli(env, "catalog", "add", "--uid", UID, "--siid", str(SIID), "--sid", str(SID), *map(str, files))
+    pids = {full_name: int(pid) for pid, full_name in (line.split("\t") for line in added.splitlines())}
+    listed = cli(env, "catalog", "list", "--uid", UID, "--siid", str(SIID), "--sid", str(SID))
+    blobs = {}
+    for line in listed.splitlines():
+        _pid, full_name, _size, sha256 = line.split("\t")
+        blobs[full_name] = blob_path(sha256)
+    command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
+    server = start(name, command, home, port, env=env, cwd=ROOT, ready_url=f"http://127.0.0.1:{port}/healthz")
+    return Pkgdl(server, env, password, pids, blobs)
+
+
+def start_bare_flask(home: Path) -> Server:
+    """bench/bare_app.py under the same gunicorn.conf.py (the positional app overrides its wsgi_app)."""
+    home = home / "bare"
+    home.mkdir()
+    port = free_port()
+    command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "bench.bare_app:app"]
+    return start("bare-flask", command, home, port, env=gunicorn_env(home, port, {}), cwd=ROOT,
+                 ready_url=f"http://127.0.0.1:{port}/healthz")
+
+
+def write_random_file(path: Path, size: int, seed: str) -> Path:
+    """A file of `size` pseudo-random bytes (incompressible; written in 8 MiB pieces)."""
+    rng = random.Random(seed)
+    with open(path, "wb") as out:
+        remaining = size
+        while remaining:
+            piece = min(remaining, 8 * MiB)
+            out.write(rng.randbytes(piece))
+            remaining -= piece
+    return path

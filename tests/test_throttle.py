@@ -1,0 +1,44 @@
+"""Failed-login throttling: per login and per address, shared through Redis, local when Redis is away."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from app.throttle import LoginThrottle
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+
+
+@pytest.mark.parametrize("blocked_by", ["login", "address"])
+def test_more_than_the_limit_blocks(blocked_by):
+    throttle = LoginThrottle("memory://", per_minute=3)
+    for n in range(3):
+        assert throttle.retry_after("alice", "10.0.0.1") is None
+        if blocked_by == "login":
+            throttle.failed("alice", f"10.0.0.{n + 10}")
+        else:
+            throttle.failed(f"user{n}", "10.0.0.1")
+    retry = throttle.retry_after("alice", "10.0.0.1")
+    assert retry is not None and 1 <= retry <= 60
+    assert throttle.retry_after("bob", "10.0.0.2") is None
+
+
+def test_counts_are_shared_through_redis(redis_server):
+    first = LoginThrottle(redis_server.url, per_minute=2)
+    second = LoginThrottle(redis_server.url, per_minute=2)
+    first.failed("shared-user", "192.0.2.1")
+    second.failed("shared-user", "192.0.2.2")
+    assert first.retry_after("shared-user", "192.0.2.3") is not None
+
+
+def test_redis_away_falls_back_to_local_counting():
+    throttle = LoginThrottle(closed_port_url(), per_minute=1)
+    assert throttle.retry_after("carol", "192.0.2.9") is None
+    throttle.failed("carol", "192.0.2.9")
+    assert throttle.retry_after("carol", "192.0.2.9") is not None
