@@ -1,6 +1,8 @@
 """gunicorn settings for pkgdl: `gunicorn -c gunicorn.conf.py` needs no other argument."""
 
 import os
+import shutil
+import tempfile
 
 wsgi_app = "app:create_app()"
 bind = os.environ.get("PKGDL_BIND", "127.0.0.1:8080")
@@ -21,5 +23,25 @@ limit_request_field_size = 8190
 
 accesslog = os.environ.get("PKGDL_ACCESS_LOG", "-")
 errorlog = os.environ.get("PKGDL_ERROR_LOG", "-")
-# %(U)s is the path WITHOUT the query string: a downloadToken must never reach a log. No Referer either.
-access_log_format = '%(h)s - %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)s "%(a)s"'
+# One JSON object per request (app/access_log.py): the path WITHOUT its query string, since a downloadToken must never
+# reach a log; no Referer either.
+logger_class = "app.access_log.JsonAccessLogger"
+
+# Prometheus multiprocess mode: each worker writes its metrics to files here; /metrics sums them. A fresh directory per
+# server start, so counts of a previous run never leak in.
+_OWN_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pkgdl-metrics-")
+
+
+def child_exit(server, worker):
+    """Keep a dead worker's counters but drop its live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory if we created it."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)

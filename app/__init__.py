@@ -6,6 +6,7 @@ import logging
 import sys
 
 from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, from_env
 
@@ -22,6 +23,11 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
     app.extensions[EXTENSION_KEY] = build_services(settings, storage)
     register_error_handlers(app)
     app.register_blueprint(bp)
+    if settings.trusted_proxies:
+        # Behind nginx the client's address (for login throttling and logs) is in X-Forwarded-For; trust exactly
+        # as many hops as there are proxies, never a client-supplied header beyond them.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
+                                x_host=0, x_port=0, x_prefix=0)
 
     @app.after_request
     def _token_path_headers(response):  # noqa: ANN001, ANN202

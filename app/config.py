@@ -29,12 +29,15 @@ class Settings:
     offload: str = "none"
     catalog_ttl: float = 30.0
     login_attempts_per_minute: int = 10
+    trusted_proxies: int = 0
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_MODES:
             raise ConfigError(f"PKGDL_OFFLOAD must be one of {', '.join(OFFLOAD_MODES)}")
         if self.token_max_age <= 0:
             raise ConfigError("PKGDL_TOKEN_MAX_AGE must be a positive number of seconds")
+        if self.trusted_proxies < 0 or self.login_attempts_per_minute < 1:
+            raise ConfigError("PKGDL_TRUSTED_PROXIES must be >= 0 and PKGDL_LOGIN_ATTEMPTS_PER_MINUTE >= 1")
         if self.catalog_ttl < 0:
             raise ConfigError("PKGDL_CATALOG_TTL must be zero or a positive number of seconds")
         public = urlsplit(self.public_url)
@@ -66,6 +69,7 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
         catalog_ttl=_number(env.get("PKGDL_CATALOG_TTL", ""), "PKGDL_CATALOG_TTL", 30.0),
         login_attempts_per_minute=_integer(env.get("PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", ""),
                                            "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", 10),
+        trusted_proxies=_integer(env.get("PKGDL_TRUSTED_PROXIES", ""), "PKGDL_TRUSTED_PROXIES", 0),
     )
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 
 class Metrics:
-    """One registry per app, so tests and several apps in one process do not collide."""
+    """One registry per app, so tests and several apps in one process do not collide.
+
+    Under gunicorn (gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR) every worker writes its values to files in that
+    directory and /metrics adds up all workers, whichever worker answers.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -29,5 +35,9 @@ class Metrics:
         self.bytes_sent.labels(auth=auth).inc(sent)
 
     def exposition(self) -> bytes:
-        """The text exposition format."""
+        """The text exposition format, summed over every worker process when running multiprocess."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

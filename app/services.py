@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import current_app
 
@@ -36,9 +37,12 @@ def build_services(settings: Settings, storage: Storage | None = None) -> Servic
     """Wire the services from settings (no I/O here: gunicorn may fork after this)."""
     storage = storage or open_storage(settings.storage_url, settings.storage_options)
     burnlist_url = settings.burnlist_url
-    # Failed logins are counted where the burn-list lives when that is Redis (shared by every host); otherwise per
-    # worker process.
-    throttle_url = burnlist_url if burnlist_url.startswith(("redis://", "rediss://")) else "memory://"
+    # Failed logins are counted where the burn-list lives: in Redis (shared by every host), or in a SQLite file
+    # beside the burn-list's (shared by the workers of this machine).
+    throttle_url = burnlist_url
+    if burnlist_url.startswith("sqlite:///"):
+        throttle_url = str(Path(burnlist_url.removeprefix("sqlite:///")).with_name("login-failures.sqlite3"))
+        throttle_url = f"sqlite:///{throttle_url}"
     return Services(
         settings=settings,
         storage=storage,

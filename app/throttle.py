@@ -10,6 +10,8 @@ from limits import RateLimitItemPerMinute
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from app.sqlite_window import SqliteMovingWindow
+
 log = logging.getLogger("pkgdl.throttle")
 REDIS_TIMEOUT_SECONDS = 0.5
 
@@ -17,17 +19,14 @@ REDIS_TIMEOUT_SECONDS = 0.5
 class LoginThrottle:
     """Counts failed logins; more than ``per_minute`` for one login or one address blocks both for the window.
 
-    With Redis the counts are shared by every worker and host. When Redis does not answer, counting falls back to
-    this process's memory: logins keep working (the Basic path must survive a burn-list outage) and guessing is
-    still limited per worker.
+    With Redis the counts are shared by every worker and host, with SQLite by the workers of one machine. When the
+    store does not answer, counting falls back to this process's memory: logins keep working (the Basic path must
+    survive a burn-list outage) and guessing is still limited per worker.
     """
 
     def __init__(self, storage_url: str, per_minute: int) -> None:
         self.item = RateLimitItemPerMinute(per_minute)
-        options = {}
-        if storage_url.startswith(("redis://", "rediss://")):
-            options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
-        self.shared = MovingWindowRateLimiter(storage_from_string(storage_url, **options))
+        self.shared = _limiter_for(storage_url)
         self.local = MovingWindowRateLimiter(storage_from_string("memory://"))
 
     def retry_after(self, login: str, address: str) -> int | None:
@@ -55,3 +54,13 @@ class LoginThrottle:
     @staticmethod
     def _keys(login: str, address: str) -> tuple[tuple[str, str], ...]:
         return (("pkgdl-login", login), ("pkgdl-address", address))
+
+
+def _limiter_for(storage_url: str):  # noqa: ANN202 - a MovingWindowRateLimiter or its SQLite counterpart
+    """`redis://...` and `memory://` through the limits library; `sqlite:////abs/path` through our small window."""
+    if storage_url.startswith("sqlite:///"):
+        return SqliteMovingWindow(storage_url.removeprefix("sqlite:///"))
+    options = {}
+    if storage_url.startswith(("redis://", "rediss://")):
+        options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
+    return MovingWindowRateLimiter(storage_from_string(storage_url, **options))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from pathlib import Path
 
 from flask import Blueprint, Response, request
 
@@ -20,6 +21,7 @@ from app.services import services
 from app.tokens import PackageRef
 
 bp = Blueprint("pkgdl", __name__)
+OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
 SCAN_PATH = "/users/<uid>/scannedinstances/<siid>/scans/<sid>"
 UID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -59,8 +61,11 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
             and prefers_html(request.headers.get("Accept")):
         return Response(render_landing_page(package.full_name), 200, content_type="text/html; charset=utf-8",
                         headers=LANDING_HEADERS)
-    return package_response(services().storage, package, request.method, request.headers,
-                            _delivery_policy(access, ref, started))
+    response = package_response(services().storage, package, request.method, request.headers,
+                                _delivery_policy(access, ref, started))
+    if response.status_code == 304:
+        services().metrics.not_modified.inc()
+    return response
 
 
 LANDING_HEADERS = {
@@ -139,6 +144,12 @@ def readyz() -> Response:
     services().storage.ping()
     services().burnlist.ping()
     return Response("ready\n", content_type="text/plain")
+
+
+@bp.route("/openapi.json", methods=["GET", "HEAD"], provide_automatic_options=False)
+def openapi() -> Response:
+    """The OpenAPI 3.1 description of these endpoints."""
+    return Response(OPENAPI_DOCUMENT.read_bytes(), content_type="application/json")
 
 
 @bp.route("/metrics", methods=["GET"], provide_automatic_options=False)

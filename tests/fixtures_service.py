@@ -97,6 +97,8 @@ def make_service(home: Path, extra_env: dict[str, str] | None = None, seed: bool
         "PKGDL_USERS_FILE": str(home / "users.toml"),
         "PKGDL_SECRET_KEYS": "e2e-old-key,e2e-new-key",
         "PKGDL_PUBLIC_URL": "https://downloads.example.test",
+        # Every test client is 127.0.0.1: a per-address limit of 10 would let one test's wrong passwords block others.
+        "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
         "PKGDL_ACCESS_LOG": str(home / f"access-{port}.log"),
         "PKGDL_ERROR_LOG": str(home / f"error-{port}.log"),
         **(extra_env or {}),

@@ -256,3 +256,13 @@ def test_health_and_readiness(client, storage):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["Retry-After"]
+
+
+def test_throttle_uses_the_forwarded_address_behind_a_trusted_proxy(make_app, scan):
+    client = make_app(login_attempts_per_minute=2, trusted_proxies=1).test_client()
+    for login in ("alice", "bob"):  # two accounts, one address: the address is what gets blocked
+        client.get(scan.bin_path(1), headers={**basic(login, "bad"), "X-Forwarded-For": "203.0.113.1"})
+    blocked = client.get(scan.bin_path(1), headers={**ALICE, "X-Forwarded-For": "203.0.113.1"})
+    assert blocked.status_code == 429
+    other_client = client.get(scan.bin_path(1), headers={**ALICE, "X-Forwarded-For": "203.0.113.2"})
+    assert other_client.status_code == 200

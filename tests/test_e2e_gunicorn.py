@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.fixtures_service import E2E_USERS
+from tests.fixtures_service import E2E_USERS, make_service
 
 pytestmark = pytest.mark.integration
 OPENSSL = "openssl-libs-3.0.7-27.el9.x86_64.rpm"
@@ -142,3 +142,37 @@ def test_access_log_has_no_token_and_no_query(service):
     log = service.access_log.read_text()
     assert "downloadToken" not in log and "secret-looking-value" not in log
     assert "/packages/1/bin" in log
+
+
+def basic_downloads_counted(service) -> float:
+    text = curl(f"{service.base_url}/metrics").stdout.decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("pkgdl_downloads_total{") and 'auth="basic"' in line and "completed" in line)
+
+
+def test_metrics_add_up_every_worker(service):
+    before = basic_downloads_counted(service)
+    for _ in range(6):
+        assert status_of(*user(), service.bin_url(service.pids["curl_7.88.1-10+deb12u5_amd64.deb"])) == 200
+    assert basic_downloads_counted(service) - before == 6
+    url = service.bin_url(service.pids[OPENSSL])
+    assert status_of(url + "?downloadToken=forged") == 403
+    assert status_of(*user(), "-H", f'If-None-Match: "{sha256_of(service.files[OPENSSL])}"', url) == 304
+    text = curl(f"{service.base_url}/metrics").stdout.decode()
+    assert 'pkgdl_token_rejections_total{reason="bad_signature"}' in text
+    for name in ("pkgdl_bytes_sent_total", "pkgdl_token_rejections_total", "pkgdl_not_modified_total",
+                 "pkgdl_time_to_first_byte_seconds"):
+        assert name in text
+
+
+def test_failed_logins_are_throttled_across_workers(tmp_path):
+    throttled = make_service(tmp_path / "throttle", {"PKGDL_LOGIN_ATTEMPTS_PER_MINUTE": "10"})
+    try:
+        url = throttled.bin_url(throttled.pids[OPENSSL])
+        statuses = [status_of("-u", "alice:guess", url) for _ in range(12)]
+        assert statuses == [401] * 10 + [429] * 2
+        result = curl("-o", "/dev/null", "-D", "-", *user(), url)
+        assert result.stdout.decode().lower().startswith("http/1.1 429")
+        assert "retry-after:" in result.stdout.decode().lower()
+    finally:
+        throttled.stop()

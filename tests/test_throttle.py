@@ -42,3 +42,22 @@ def test_redis_away_falls_back_to_local_counting():
     assert throttle.retry_after("carol", "192.0.2.9") is None
     throttle.failed("carol", "192.0.2.9")
     assert throttle.retry_after("carol", "192.0.2.9") is not None
+
+
+def test_sqlite_counts_are_shared_by_processes_of_one_machine(tmp_path):
+    url = f"sqlite:///{tmp_path / 'failures.sqlite3'}"
+    first, second = LoginThrottle(url, per_minute=2), LoginThrottle(url, per_minute=2)
+    first.failed("dave", "192.0.2.1")
+    assert second.retry_after("dave", "192.0.2.7") is None
+    second.failed("dave", "192.0.2.2")
+    retry = first.retry_after("dave", "192.0.2.3")
+    assert retry is not None and 1 <= retry <= 60
+    assert first.retry_after("erin", "192.0.2.4") is None
+
+
+def test_sqlite_unusable_falls_back_to_local_counting(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    throttle = LoginThrottle(f"sqlite:///{blocker}/failures.sqlite3", per_minute=1)
+    throttle.failed("frank", "192.0.2.5")
+    assert throttle.retry_after("frank", "192.0.2.5") is not None
