@@ -50,26 +50,28 @@ def add_packages(storage: Storage, uid: str, siid: int, sid: int, files: Sequenc
     validate_scan_ids(uid, siid, sid)
     names = [_full_name(path) for path in files]  # refuse bad names before anything is stored
     moment = _whole_seconds_utc(now)
-    existing = _existing_manifest(storage, uid, siid, sid)
-    packages = list(existing.packages) if existing is not None else []
-    known = {(package.sha256, package.full_name): package for package in packages}
-    next_id = max((package.db_id for package in packages), default=0) + 1
-    added: list[Package] = []
-    for path, full_name in zip(files, names, strict=True):
-        digests = _store_blob(storage, path)
-        package = known.get((digests.sha256, full_name))
-        if package is None:
-            if next_id > MAX_ID:
-                raise ValueError("no dbId left in this scan")
-            package = _package(next_id, path, full_name, digests, moment)
-            known[(package.sha256, full_name)] = package
-            packages.append(package)
-            next_id += 1
-        added.append(package)
-    if len(packages) > len(existing.packages if existing is not None else ()):
-        # Last, in one atomic write: readers see the old catalog or the new one, and all blobs it names exist.
-        manifest = Manifest(uid, siid, sid, tuple(packages))
-        storage.write_bytes(manifest_path(uid, siid, sid), dump_manifest(manifest))
+    stored = [(path, name, _store_blob(storage, path)) for path, name in zip(files, names, strict=True)]
+    # The manifest's read-modify-write is serialized, so two imports into one scan both end up in it.
+    with storage.exclusive(manifest_path(uid, siid, sid) + ".lock"):
+        existing = _existing_manifest(storage, uid, siid, sid)
+        packages = list(existing.packages) if existing is not None else []
+        known = {(package.sha256, package.full_name): package for package in packages}
+        next_id = max((package.db_id for package in packages), default=0) + 1
+        added: list[Package] = []
+        for path, full_name, digests in stored:
+            package = known.get((digests.sha256, full_name))
+            if package is None:
+                if next_id > MAX_ID:
+                    raise ValueError("no dbId left in this scan")
+                package = _package(next_id, path, full_name, digests, moment)
+                known[(package.sha256, full_name)] = package
+                packages.append(package)
+                next_id += 1
+            added.append(package)
+        if len(packages) > len(existing.packages if existing is not None else ()):
+            # Last, in one atomic write: readers see the old catalog or the new one, and all blobs it names exist.
+            manifest = Manifest(uid, siid, sid, tuple(packages))
+            storage.write_bytes(manifest_path(uid, siid, sid), dump_manifest(manifest))
     return added
 
 

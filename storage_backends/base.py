@@ -11,6 +11,7 @@ Every backend raises only built-in exceptions across this boundary, so callers m
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
 
@@ -47,6 +48,11 @@ class Storage(Protocol):
 
     def presigned_url(self, path: str, expires: int = 60) -> str | None:
         """A short-lived URL that reads the object without credentials (S3), else None."""
+        ...
+
+    def exclusive(self, path: str) -> AbstractContextManager[None]:
+        """Hold a lock named ``path`` against other writers (local: flock, shared by processes; memory: this
+        process; S3 and HTTP: no lock, run one writer per scan)."""
         ...
 
     def ping(self) -> None:

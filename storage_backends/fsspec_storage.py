@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import shutil
@@ -170,6 +172,10 @@ class _Backend:
         """A short-lived URL that reads the object without our credentials, where the store has them."""
         return None
 
+    def exclusive(self, location: str) -> contextlib.AbstractContextManager[None]:
+        """No lock on remote stores (S3 offers no lock we can rely on): one writer per scan."""
+        return contextlib.nullcontext()
+
 
 def _check_size(actual: int | None, size: int, handle: IO[bytes] | None = None) -> None:
     """Raise BlobSizeMismatch (closing ``handle``) when a known size is not the catalog's."""
@@ -177,6 +183,9 @@ def _check_size(actual: int | None, size: int, handle: IO[bytes] | None = None) 
         if handle is not None:
             handle.close()
         raise BlobSizeMismatch("storage object size differs from the catalog")
+
+
+_THREAD_LOCKS: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
 
 class _MemoryBackend(_Backend):
@@ -189,6 +198,10 @@ class _MemoryBackend(_Backend):
         import fsspec
 
         return fsspec.filesystem("memory")
+
+    def exclusive(self, location: str) -> contextlib.AbstractContextManager[None]:
+        """The memory store lives in this process: a thread lock per name."""
+        return _THREAD_LOCKS[location]
 
 
 class _LocalBackend(_Backend):
@@ -236,6 +249,18 @@ class _LocalBackend(_Backend):
     def local_path(self, location: str) -> str | None:
         """The absolute path (for sendfile / X-Accel-Redirect)."""
         return location
+
+    @contextlib.contextmanager
+    def exclusive(self, location: str) -> Iterator[None]:
+        """flock on a lock file: held by one process (and thread) at a time, released if the holder dies."""
+        os.makedirs(os.path.dirname(location), exist_ok=True)
+        fd = os.open(location, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            with _THREAD_LOCKS[location]:  # flock is per open file; threads of one process also queue here
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
 
 
 def _atomic_replace(target: str, fill: Callable[[BinaryIO], object]) -> None:
@@ -493,6 +518,10 @@ class FsspecStorage:
         location = self._backend.locate(checked_path(path))
         with translated_errors():
             return self._backend.presigned_url(self._filesystem(), location, expires)
+
+    def exclusive(self, path: str) -> contextlib.AbstractContextManager[None]:
+        """A lock named ``path`` against concurrent writers (see the Storage protocol for its reach)."""
+        return self._backend.exclusive(self._backend.locate(checked_path(path)))
 
     def ping(self) -> None:
         """Raise a built-in storage error unless the root answers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,9 @@ class FakeStorage:
 
     def presigned_url(self, path: str, expires: int = 60) -> None:
         return None
+
+    def exclusive(self, path: str):
+        return contextlib.nullcontext()
 
     def ping(self) -> None:
         if self.fault is not None:

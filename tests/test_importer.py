@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -48,6 +49,9 @@ class RecordingStorage:
 
     def local_path(self, path: str) -> None:
         return None
+
+    def exclusive(self, path: str):
+        return contextlib.nullcontext()
 
     def ping(self) -> None:
         return None
