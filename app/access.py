@@ -32,6 +32,11 @@ basic_auth = _StrictBasicAuth(realm="pkgdl")
 def _verify_password(login: str, password: str) -> User | None:
     if not login:
         return None
+    # Credentials verified moments ago skip the throttle's store: only guesses are counted and blocked, and a
+    # guess can only have been remembered if it was accepted while not blocked.
+    remembered = services().authenticator.remembered(login, password)
+    if remembered is not None:
+        return remembered
     throttle = services().throttle
     address = request.remote_addr or "unknown"
     retry_after = throttle.retry_after(login, address)

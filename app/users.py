@@ -141,13 +141,20 @@ class Authenticator:
         self._verified: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def remembered(self, login: str, password: str) -> User | None:
+        """The user when these exact credentials were verified moments ago (no KDF run), else None."""
+        user = self.directory.get(login)
+        if user is not None and self._cached(self._key(login, password), user.password_hash):
+            return user
+        return None
+
     def authenticate(self, login: str, password: str) -> User | None:
         """The user if ``password`` is theirs, else None (unknown users cost as much as wrong passwords)."""
+        remembered = self.remembered(login, password)
+        if remembered is not None:
+            return remembered
         user = self.directory.get(login)
-        key = hmac.new(self._cache_key, f"{login}\0{password}".encode("utf-8", "surrogatepass"),
-                       hashlib.sha256).digest()
-        if user is not None and self._cached(key, user.password_hash):
-            return user
+        key = self._key(login, password)
         if user is None:
             _verify(_DUMMY_HASH, password)
             return None
@@ -155,6 +162,10 @@ class Authenticator:
             return None
         self._remember(key, user.password_hash)
         return user
+
+    def _key(self, login: str, password: str) -> bytes:
+        return hmac.new(self._cache_key, f"{login}\0{password}".encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).digest()
 
     def _cached(self, key: bytes, password_hash: str) -> bool:
         # The stored hash must still be the user's: a password change invalidates the entry at once.

@@ -266,3 +266,12 @@ def test_throttle_uses_the_forwarded_address_behind_a_trusted_proxy(make_app, sc
     assert blocked.status_code == 429
     other_client = client.get(scan.bin_path(1), headers={**ALICE, "X-Forwarded-For": "203.0.113.2"})
     assert other_client.status_code == 200
+
+
+def test_remembered_credentials_pass_while_guessers_are_blocked(make_app, scan):
+    client = make_app(login_attempts_per_minute=2).test_client()
+    assert client.get(scan.bin_path(1), headers=ALICE).status_code == 200  # verified, remembered
+    for _ in range(2):
+        assert client.get(scan.bin_path(1), headers=basic("alice", "guess")).status_code == 401
+    assert client.get(scan.bin_path(1), headers=basic("alice", "guess")).status_code == 429
+    assert client.get(scan.bin_path(1), headers=ALICE).status_code == 200
