@@ -42,7 +42,7 @@ def package_response(storage: Storage, package: Package, method: str, request_he
     decision = evaluate("HEAD" if method == "HEAD" else "GET", request_headers, representation_of(package))
     headers = _validator_headers(package, policy)
     if decision.status in (304, 412):
-        return Response(status=decision.status, headers=headers)
+        return empty_response(decision.status, headers)
     if decision.status == 416:
         error = RangeNotSatisfiable()
         error.content_range = unsatisfiable_content_range(package.size)
@@ -108,6 +108,13 @@ def _offloaded(target: str, package: Package, headers: dict[str, str], policy: D
     policy.on_finish(200, package.size, "offloaded")
     response = Response(status=200, headers=headers)
     response.headers["Content-Length"] = str(package.size)
+    return response
+
+
+def empty_response(status: int, headers: Mapping[str, str]) -> Response:
+    """304 and 412 carry no body, so no Content-Type either (Flask would add text/html)."""
+    response = Response(status=status, headers=headers)
+    response.headers.pop("Content-Type", None)
     return response
 
 

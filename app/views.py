@@ -12,7 +12,7 @@ from flask import Blueprint, Response, request
 from app.access import Access, authorize_download, require_reader
 from app.audit import audit_download
 from app.conditional import Representation, evaluate
-from app.download import DeliveryPolicy, package_response
+from app.download import DeliveryPolicy, empty_response, package_response
 from app.errors import AccessDenied, InvalidRequest, NotFound
 from app.landing import prefers_html, render_landing_page
 from app.listing import listing_entries, packages_differing_from
@@ -113,7 +113,7 @@ def scan_packages(uid: str, siid: str, sid: str) -> Response:
     etag = f'W/"{hashlib.sha256(repr((manifest, compare_with, as_json)).encode()).hexdigest()[:40]}"'
     headers = {"ETag": etag, "Vary": "Authorization, Accept", "Cache-Control": "private, no-cache"}
     if evaluate("GET", request.headers, Representation(etag=etag, last_modified=None, size=0)).status == 304:
-        return Response(status=304, headers=headers)
+        return empty_response(304, headers)
     response = scanned_packages_response(listing_entries(packages, uid, siid_number, sid_number), as_json)
     response.headers.update(headers)
     return response
