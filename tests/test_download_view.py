@@ -276,3 +276,19 @@ def test_remembered_credentials_pass_while_guessers_are_blocked(make_app, scan):
         assert client.get(scan.bin_path(1), headers=basic("alice", "guess")).status_code == 401
     assert client.get(scan.bin_path(1), headers=basic("alice", "guess")).status_code == 429
     assert client.get(scan.bin_path(1), headers=ALICE).status_code == 200
+
+
+def test_broken_manifest_is_a_server_error_not_a_wrong_file(client, scan, storage):
+    storage.objects["alice/12/34/packages.json"] = b'{"uid": "alice", "siid": 12, "sid": 34, "packages": [{"dbId": 1'
+    response = client.get(scan.bin_path(1), headers=ALICE)
+    assert response.status_code == 502
+    assert b"packages.json" not in response.data and b"alice/12" not in response.data
+
+
+def test_hostile_mime_type_is_served_as_octet_stream(client, scan, storage):
+    import json
+    manifest = json.loads(storage.objects["alice/12/34/packages.json"])
+    manifest["packages"][0]["mimeType"] = "text/html"
+    storage.objects["alice/12/34/packages.json"] = json.dumps(manifest).encode()
+    response = client.get(scan.bin_path(manifest["packages"][0]["dbId"]), headers=ALICE)
+    assert response.headers["Content-Type"] == "application/octet-stream"
