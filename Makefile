@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint demo clean
+.PHONY: run test lint demo clean stack bench bench-quick fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,29 @@ demo: $(STAMP)
 	$(BIN)/pkgdl demo
 
 test: $(STAMP)
-	$(BIN)/ruff check app storage_backends tests bench
+	$(BIN)/ruff check app storage_backends tests bench deploy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check app storage_backends tests bench
+	$(BIN)/ruff check app storage_backends tests bench deploy
+
+# The production topology as local processes: SeaweedFS S3, Redis, 2 gunicorn instances (x-accel), nginx on :8080.
+stack: $(STAMP)
+	$(BIN)/python -m deploy.stack
+
+# Benchmarks against nginx and direct S3 (bench/README in README.md's Performance section).
+bench-quick: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run --quick
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run
+
+# Coverage-guided fuzzing of the Range/If-* evaluation and id patterns (CI runs a short smoke of it).
+fuzz: $(STAMP)
+	mkdir -p .fuzz-corpus
+	$(BIN)/python tests/fuzz_conditional.py -max_total_time=600 -max_len=4096 -print_final_stats=1 .fuzz-corpus
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -50,15 +50,16 @@ class WrkResult:
 
 
 def wrk(base_url: str, paths: list[str], headers: dict[str, str] | None = None, duration: float = 5.0,
-        threads: int = 2, connections: int = 32) -> WrkResult:
-    """`wrk -t2 -c32 -dN` cycling through `paths` (each thread takes its own share of the list)."""
+        threads: int = 2, connections: int = 32, split: bool = False) -> WrkResult:
+    """`wrk -t2 -c32 -dN` cycling through `paths` (with `split`, each thread takes its own share of the list)."""
     with tempfile.NamedTemporaryFile("w", suffix=".paths", delete=False) as listing:
         listing.write("\n".join(paths) + "\n")
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
                "-s", str(WRK_SCRIPT)]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
-    env = {**os.environ, "BENCH_PATHS": listing.name, "BENCH_THREADS": str(threads)}
+    env = {**os.environ, "BENCH_PATHS": listing.name, "BENCH_THREADS": str(threads),
+           "BENCH_SPLIT": "1" if split else "0"}
     try:
         done = subprocess.run([*command, base_url], capture_output=True, text=True, env=env, timeout=duration + 60)
     finally:

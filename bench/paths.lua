@@ -1,6 +1,6 @@
--- wrk script: thread k of $BENCH_THREADS sends every k-th line of $BENCH_PATHS in turn (headers come from -H),
--- so a list of single-use token URLs is never sent twice by two threads. done() prints one parsable line;
--- `wrapped` counts how often a thread ran past the end of its share of the list.
+-- wrk script: each thread sends the lines of $BENCH_PATHS in turn (headers come from -H). With $BENCH_SPLIT=1,
+-- thread k of $BENCH_THREADS takes only every k-th line, so single-use token URLs are never sent by two threads.
+-- done() prints one parsable line; `wrapped` counts how often a thread ran past the end of its list.
 local threads = {}
 
 function setup(thread)
@@ -9,13 +9,15 @@ function setup(thread)
 end
 
 function init(args)
-  local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
+  local nthreads = 1
+  if os.getenv("BENCH_SPLIT") == "1" then nthreads = tonumber(os.getenv("BENCH_THREADS")) end
   paths, index, wrapped = {}, 0, 0
   local n = 0
   for line in io.lines(os.getenv("BENCH_PATHS")) do
-    if n % nthreads == tid then paths[#paths + 1] = line end
+    if n % nthreads == tid % nthreads then paths[#paths + 1] = line end
     n = n + 1
   end
+  assert(#paths > 0, "no request paths for thread " .. tid)
 end
 
 function request()

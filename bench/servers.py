@@ -257,7 +257,10 @@ class Pkgdl:
 def gunicorn_env(home: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
     """The environment both gunicorns share: the repository's gunicorn.conf.py reads PKGDL_BIND and friends."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PKGDL_")}
-    return {**clean, "PKGDL_BIND": f"127.0.0.1:{port}", "PKGDL_WORKERS": "2", "PKGDL_THREADS": "8",
+    metrics = home / "prometheus"  # multiprocess metrics files, inside our temporary directory
+    metrics.mkdir(exist_ok=True)
+    return {**clean, "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            "PKGDL_BIND": f"127.0.0.1:{port}", "PKGDL_WORKERS": "2", "PKGDL_THREADS": "8",
             "PKGDL_ACCESS_LOG": str(home / "access.log"), "PKGDL_ERROR_LOG": str(home / "error.log"), **extra}
 
 

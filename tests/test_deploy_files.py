@@ -1,0 +1,85 @@
+"""The deployment files: docker-compose.yml validates, the rendered nginx template passes `nginx -t`, no query
+string is ever logged, and the renderer refuses what it does not know."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.processes import Nginx, find_binary, free_port
+from deploy.render_nginx import TEMPLATE, VARIABLES, render
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def _values(tmp_path: Path) -> dict[str, str]:
+    return Nginx("nginx", tmp_path, free_port(), ("127.0.0.1:1", "127.0.0.1:2"), tmp_path / "packages").values()
+
+
+def test_compose_file_validates_against_the_compose_spec():
+    checker = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent)) or shutil.which(
+        "check-jsonschema")
+    if checker is None:
+        pytest.skip("check-jsonschema is not installed (pip install check-jsonschema, part of the test extra)")
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_nginx_gives_every_template_variable():
+    yaml = pytest.importorskip("ruamel.yaml", reason="ruamel.yaml comes with check-jsonschema")
+    compose = yaml.YAML(typ="safe").load(COMPOSE.read_text())
+    nginx = compose["services"]["nginx"]
+    environment = {name: str(value) for name, value in nginx["environment"].items()}
+    render({name: value for name, value in environment.items() if name in VARIABLES})  # raises if one is missing
+    assert environment["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"
+    assert "./deploy/nginx.conf.template:/etc/nginx/templates/nginx.conf.template:ro" in nginx["volumes"]
+    assert compose["services"]["app"]["deploy"]["replicas"] == 2
+    redis_command = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in redis_command and "--maxmemory-policy noeviction" in redis_command
+
+
+def test_rendered_template_passes_nginx_t(tmp_path):
+    binary = find_binary("nginx", "/usr/sbin/nginx")
+    if binary is None:
+        pytest.skip("nginx binary not found (apt-get install nginx-light)")
+    nginx = Nginx(binary, tmp_path, free_port(), ("127.0.0.1:1", "127.0.0.1:2"), tmp_path / "packages")
+    result = nginx.test_conf()
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_template_logs_no_query_string():
+    template = TEMPLATE.read_text()
+    formats = re.findall(r"log_format\s+\w+\s+((?:'[^']*'\s*)+);", template)
+    assert formats, "the template defines its own log format"
+    for log_format in formats:
+        assert "$uri" in log_format
+        for variable in ("$request ", "$request\"", "$request_uri", "$args", "$query_string", "$arg_",
+                         "$is_args", "$http_referer"):
+            assert variable not in log_format
+    access_logs = re.findall(r"^\s*access_log\s+([^;]+);", template, re.M)
+    assert access_logs and all(line.split()[-1] == "pkgdl" for line in access_logs)
+
+
+def test_template_never_compresses():
+    template = TEMPLATE.read_text()
+    assert re.search(r"^\s*gzip off;", template, re.M)
+    assert not re.search(r"^\s*gzip on;", template, re.M)
+
+
+def test_render_refuses_unknown_and_missing_variables(tmp_path):
+    values = _values(tmp_path)
+    assert "${" not in render(values)
+    with pytest.raises(ValueError, match="missing value for PKGDL_S3_ENDPOINT"):
+        render({name: value for name, value in values.items() if name != "PKGDL_S3_ENDPOINT"})
+    with pytest.raises(ValueError, match="unknown variable PKGDL_TYPO"):
+        render({**values, "PKGDL_TYPO": "x"})
+    with pytest.raises(ValueError, match="unknown variable PKGDL_OTHER"):
+        render(values, template="listen ${PKGDL_OTHER};")

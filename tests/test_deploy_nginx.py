@@ -1,0 +1,316 @@
+"""End to end through the real nginx (deploy/nginx.conf.template) -> two gunicorn instances -> local storage or
+SeaweedFS S3, with Redis as the burn-list: offload (X-Accel-Redirect) is indistinguishable from streaming."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from app.links import download_url
+from app.tokens import PackageRef, TokenService
+from deploy.processes import NO_S3_ENDPOINT, Nginx, Service, make_service
+from tests.fixtures_service import E2E_USERS
+
+pytestmark = pytest.mark.integration
+
+OPENSSL = "openssl-libs-3.0.7-27.el9.x86_64.rpm"  # 24 MiB + 123 bytes
+DEB = "curl_7.88.1-10+deb12u5_amd64.deb"
+WEIRD = 'we"ird_name;.rpm'  # as catalogued (the source file's name has "_" for the backslash)
+PUBLIC_URL = "https://downloads.example.test"  # make_service's PKGDL_PUBLIC_URL
+ALICE = ("alice", E2E_USERS["alice"])
+TIMEOUT = 30
+
+
+@dataclass
+class Deployment:
+    """nginx in x-accel mode before ``instances``, and nginx before one streaming instance, on the same data."""
+
+    offload: Nginx
+    streamed: Nginx
+    instances: list[Service]
+    seeded: Service
+
+    def path(self, name: str = OPENSSL) -> str:
+        return self.seeded.bin_url(self.seeded.pids[name]).removeprefix(self.seeded.base_url)
+
+    def token_path(self, name: str = OPENSSL) -> str:
+        """A fresh single-use link's path and query, minted with the instances' keys (as `pkgdl token mint`)."""
+        ref = PackageRef("alice", 12, 34, self.seeded.pids[name])
+        tokens = TokenService(self.seeded.env["PKGDL_SECRET_KEYS"].split(","), 3600)
+        return download_url(PUBLIC_URL, ref, tokens.mint(ref)).removeprefix(PUBLIC_URL)
+
+    def source(self, name: str = OPENSSL) -> bytes:
+        return (self.seeded.home / "sources" / name).read_bytes()
+
+    def logs(self) -> dict[Path, str]:
+        """Every log file of both nginx and all gunicorn instances."""
+        files = [self.offload.access_log, self.offload.error_log, self.streamed.access_log, self.streamed.error_log]
+        files += sorted(self.seeded.home.glob("*.log"))
+        return {path: path.read_text(errors="replace") for path in files if path.exists()}
+
+
+def _address(service: Service) -> str:
+    return service.base_url.removeprefix("http://")
+
+
+def _deploy(home: Path, make_nginx, env: dict[str, str], storage_root: Path,
+            s3_endpoint: str = NO_S3_ENDPOINT, replicas: int = 2) -> Iterator[Deployment]:
+    services: list[Service] = []
+    proxies: list[Nginx] = []
+    try:
+        services.append(make_service(home, {**env, "PKGDL_OFFLOAD": "x-accel"}))
+        seeded = services[0]
+        for _ in range(replicas - 1):
+            services.append(make_service(home, {**env, "PKGDL_OFFLOAD": "x-accel"}, seed=False))
+        streaming = make_service(home, {**env, "PKGDL_OFFLOAD": "none"}, seed=False)
+        services.append(streaming)
+        proxies.append(make_nginx([_address(s) for s in services[:replicas]], storage_root, s3_endpoint))
+        proxies.append(make_nginx([_address(streaming)], storage_root, s3_endpoint))
+        yield Deployment(offload=proxies[0], streamed=proxies[1], instances=services[:replicas], seeded=seeded)
+    finally:
+        for process in [*proxies, *services]:  # nginx first: its keep-alive connections would delay gunicorn's exit
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def local_deployment(tmp_path_factory, make_nginx, redis_server) -> Iterator[Deployment]:
+    home = tmp_path_factory.mktemp("deploy-local")
+    deployment = _deploy(home, make_nginx, {"PKGDL_BURNLIST_URL": redis_server.url}, home / "packages")
+    yield from _with_old_blob_mtimes(deployment, home / "packages")
+
+
+def _with_old_blob_mtimes(deployment: Iterator[Deployment], root: Path) -> Iterator[Deployment]:
+    """Blob files dated 2001: a Last-Modified from nginx's static module would then differ from the app's."""
+    running = next(deployment)
+    for blob in (root / "blobs").rglob("*"):
+        if blob.is_file():
+            os.utime(blob, (1_000_000_000, 1_000_000_000))
+    yield running
+    next(deployment, None)
+
+
+@pytest.fixture(scope="module")
+def s3_deployment(tmp_path_factory, make_nginx, redis_server, seaweedfs) -> Iterator[Deployment]:
+    home = tmp_path_factory.mktemp("deploy-s3")
+    # SigV4 presigned URLs sign the Host: nginx must send the endpoint's host:port (botocore would presign SigV2).
+    options = {**seaweedfs.options, "config_kwargs": {"signature_version": "s3v4"}}
+    env = {"PKGDL_BURNLIST_URL": redis_server.url, "PKGDL_STORAGE_URL": seaweedfs.url("deploy"),
+           "PKGDL_STORAGE_OPTIONS": json.dumps(options)}
+    yield from _deploy(home, make_nginx, env, home / "unused", seaweedfs.endpoint_url, replicas=1)
+
+
+@pytest.fixture(params=["local", "s3"])
+def deployment(request) -> Deployment:
+    return request.getfixturevalue(f"{request.param}_deployment")
+
+
+def get(url: str, **kwargs) -> requests.Response:
+    return requests.get(url, timeout=TIMEOUT, **kwargs)
+
+
+def visible_headers(response: requests.Response) -> list[tuple[str, str]]:
+    """Every header line as sent (duplicates kept), except Date."""
+    return sorted((name.lower(), value) for name, value in response.raw.headers.items() if name.lower() != "date")
+
+
+# --- offload == streamed -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [OPENSSL, WEIRD])
+@pytest.mark.parametrize("path_kind", ["basic", "token"])
+def test_offload_is_identical_to_streaming(deployment, path_kind, name):
+    """Header by header and byte by byte, Basic and token path; the body is the source file."""
+    responses = []
+    for nginx in (deployment.offload, deployment.streamed):
+        if path_kind == "basic":
+            response = get(nginx.base_url + deployment.path(name), auth=ALICE)
+        else:
+            response = get(nginx.base_url + deployment.token_path(name))
+        assert response.status_code == 200, response.text[:300]
+        responses.append(response)
+    offloaded, streamed = responses
+    assert visible_headers(offloaded) == visible_headers(streamed)
+    assert offloaded.content == streamed.content == deployment.source(name)
+    assert offloaded.headers["ETag"] == f'"{hashlib.sha256(deployment.source(name)).hexdigest()}"'
+    assert ("vary" in offloaded.headers) == (path_kind == "basic")
+    assert ("referrer-policy" in offloaded.headers) == (path_kind == "token")
+
+
+def test_offload_really_is_offloaded(local_deployment, s3_deployment):
+    """The offload nginx sent the bytes itself (its access log shows the internal location)."""
+    for deployment, prefix in ((local_deployment, "/_pkgdl/local/blobs/"), (s3_deployment, "/_pkgdl/s3/")):
+        assert get(deployment.offload.base_url + deployment.path(DEB), auth=ALICE).status_code == 200
+        assert prefix in deployment.offload.access_log.read_text()
+        assert "/_pkgdl/" not in deployment.streamed.access_log.read_text()
+
+
+def test_internal_locations_are_not_reachable_from_outside(local_deployment):
+    root = local_deployment.seeded.home / "packages"
+    blob = next(path for path in (root / "blobs").rglob("*") if path.is_file()).relative_to(root)
+    for path in (f"/_pkgdl/local/{blob}", "/_pkgdl/local/", f"/_pkgdl/s3/pkgdl-test/deploy/{blob}"):
+        assert get(local_deployment.offload.base_url + path).status_code == 404
+
+
+# --- HTTP semantics through nginx ----------------------------------------------------------------------------------
+
+def test_304_from_if_none_match(deployment):
+    url = deployment.offload.base_url + deployment.path()
+    etag = get(url, auth=ALICE, stream=True).headers["ETag"]
+    response = get(url, auth=ALICE, headers={"If-None-Match": etag})
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response.headers["ETag"] == etag
+
+
+def test_range_206(deployment):
+    response = get(deployment.offload.base_url + deployment.path(), auth=ALICE,
+                   headers={"Range": "bytes=1048570-1048600"})
+    assert response.status_code == 206
+    assert response.headers["Content-Range"] == f"bytes 1048570-1048600/{len(deployment.source())}"
+    assert response.content == deployment.source()[1048570:1048601]
+
+
+@pytest.mark.parametrize("mode", ["offload", "streamed"])
+def test_no_gzip_even_when_asked(deployment, mode):
+    nginx = getattr(deployment, mode)
+    response = get(nginx.base_url + deployment.path(DEB), auth=ALICE, headers={"Accept-Encoding": "gzip"},
+                   stream=True)
+    assert response.status_code == 200
+    assert "Content-Encoding" not in response.headers
+    assert response.headers["Content-Length"] == str(len(deployment.source(DEB)))
+    assert response.headers["ETag"].startswith('"')  # strong: nginx weakens the ETag of what it compresses
+    assert response.raw.read(decode_content=False) == deployment.source(DEB)
+
+
+# --- tokens across two instances -----------------------------------------------------------------------------------
+
+def test_token_is_single_use_across_both_instances(local_deployment):
+    deployment = local_deployment
+    path = deployment.token_path(DEB)
+    assert get(deployment.offload.base_url + path).content == deployment.source(DEB)
+    statuses = [get(deployment.offload.base_url + path).status_code for _ in range(4)]  # round robin: both
+    statuses += [get(instance.base_url + path).status_code for instance in deployment.instances]
+    assert statuses == [403] * 6
+    for instance in deployment.instances:  # nginx did spread requests over both instances
+        assert deployment.path(DEB) in instance.access_log.read_text()
+
+
+def test_concurrent_uses_of_one_token_behind_nginx(local_deployment):
+    url = local_deployment.offload.base_url + local_deployment.token_path(DEB)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(lambda _: get(url).status_code, range(8)))
+    assert statuses == [200] + [403] * 7
+
+
+def test_logs_hold_no_token(deployment):
+    tokens = []
+    for nginx in (deployment.offload, deployment.streamed):
+        path = deployment.token_path(DEB)
+        tokens.append(path.split("downloadToken=", 1)[1])
+        assert requests.head(nginx.base_url + path, timeout=TIMEOUT).status_code == 200
+        assert get(nginx.base_url + path).status_code == 200
+        assert get(nginx.base_url + path).status_code == 403
+    time.sleep(0.2)  # let gunicorn's log handlers write
+    logs = deployment.logs()
+    assert deployment.path(DEB) in logs[deployment.streamed.access_log]  # the requests were logged, by path
+    for path, text in logs.items():
+        assert "downloadToken" not in text, path
+        for token in tokens:
+            assert token not in text, path
+            assert token.split(".")[-1] not in text, path  # not even the signature
+
+
+# --- robustness ----------------------------------------------------------------------------------------------------
+
+def _abort_download(base_url: str, path: str, after: int) -> int:
+    """GET with Basic credentials over a raw socket, read ``after`` bytes, then reset the connection."""
+    split = urlsplit(base_url)
+    credentials = base64.b64encode(f"{ALICE[0]}:{ALICE[1]}".encode()).decode()
+    request = (f"GET {path} HTTP/1.1\r\nHost: {split.netloc}\r\nAuthorization: Basic {credentials}\r\n"
+               "Accept: */*\r\n\r\n").encode()
+    received = 0
+    with socket.create_connection((split.hostname, split.port), timeout=TIMEOUT) as sock:
+        sock.sendall(request)
+        while received < after:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            received += len(chunk)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+    return received
+
+
+@pytest.mark.parametrize("mode", ["offload", "streamed"])
+def test_client_abort_mid_download_leaves_the_service_healthy(deployment, mode):
+    nginx = getattr(deployment, mode)
+    assert _abort_download(nginx.base_url, deployment.path(), after=4 << 20) >= 4 << 20
+    for _ in range(4):  # both upstreams
+        response = get(nginx.base_url + deployment.path(DEB), auth=ALICE)
+        assert response.status_code == 200
+        assert response.content == deployment.source(DEB)
+    assert get(nginx.base_url + "/readyz").status_code == 200
+    assert nginx.process.poll() is None
+
+
+def _wait_for_status(url: str, status: int, timeout: float = 15.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = get(url).status_code
+        if got == status or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def test_readyz_through_nginx_follows_redis(local_deployment, redis_server):
+    url = local_deployment.offload.base_url + "/readyz"
+    assert get(url).status_code == 200
+    redis_server.stop()
+    try:
+        assert _wait_for_status(url, 503) == 503
+    finally:
+        redis_server.start()
+    assert _wait_for_status(url, 200) == 200
+
+
+def test_s3_errors_do_not_reach_the_client(make_nginx, seaweedfs, tmp_path):
+    """A refused presigned URL (here: a forged signature) is a plain 502, not S3's XML naming bucket and key."""
+    target = f"/_pkgdl/s3/{seaweedfs.bucket}/deploy/blobs/no-such-key?X-Amz-Signature=forged"
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("X-Accel-Redirect", target)
+            self.send_header("Content-Disposition", 'attachment; filename="x.rpm"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        nginx = make_nginx([f"127.0.0.1:{server.server_address[1]}"], tmp_path, seaweedfs.endpoint_url)
+        response = get(nginx.base_url + "/users/alice/scannedinstances/1/scans/1/packages/1/bin")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 502
+    for leak in ("no-such-key", seaweedfs.bucket, "<Error>", "Signature"):
+        assert leak not in response.text
+    assert not any(name.lower().startswith(("x-amz", "seaweed")) for name in response.headers)
