@@ -38,6 +38,7 @@ def app_environment(home: Path, public_url: str, seaweedfs, redis: RedisServer) 
         "PKGDL_SECRET_KEYS": secrets.token_urlsafe(32),
         "PKGDL_PUBLIC_URL": public_url,
         "PKGDL_OFFLOAD": "x-accel",
+        "PKGDL_TRUSTED_PROXIES": "1",  # nginx in front: the client address comes from X-Forwarded-For
         "PKGDL_WORKERS": "2",
     }
 
