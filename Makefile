@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint demo clean stack bench bench-quick fuzz
+.PHONY: run test lint demo clean stack bench bench-quick fuzz audit
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-quick: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run
+
+# Dependency audit (skipped with a message where PyPI's vulnerability data is unreachable).
+audit: $(STAMP)
+	bash deploy/audit.sh $(BIN)
 
 # Coverage-guided fuzzing of the Range/If-* evaluation and id patterns (CI runs a short smoke of it).
 fuzz: $(STAMP)
