@@ -22,6 +22,7 @@ from app.nevra import DEB, RPM, identify
 from storage_backends import Storage
 
 READ_SIZE = 1 << 20
+MANIFEST_ATTEMPTS = 50  # compare-and-swap rounds before giving up on a scan that keeps changing
 MIME_TYPES = {RPM: "application/x-rpm", DEB: "application/vnd.debian.binary-package"}
 DEFAULT_MIME_TYPE = "application/octet-stream"
 
@@ -51,28 +52,42 @@ def add_packages(storage: Storage, uid: str, siid: int, sid: int, files: Sequenc
     names = [_full_name(path) for path in files]  # refuse bad names before anything is stored
     moment = _whole_seconds_utc(now)
     stored = [(path, name, _store_blob(storage, path)) for path, name in zip(files, names, strict=True)]
-    # The manifest's read-modify-write is serialized, so two imports into one scan both end up in it.
-    with storage.exclusive(manifest_path(uid, siid, sid) + ".lock"):
-        existing = _existing_manifest(storage, uid, siid, sid)
-        packages = list(existing.packages) if existing is not None else []
-        known = {(package.sha256, package.full_name): package for package in packages}
-        next_id = max((package.db_id for package in packages), default=0) + 1
-        added: list[Package] = []
-        for path, full_name, digests in stored:
-            package = known.get((digests.sha256, full_name))
-            if package is None:
-                if next_id > MAX_ID:
-                    raise ValueError("no dbId left in this scan")
-                package = _package(next_id, path, full_name, digests, moment)
-                known[(package.sha256, full_name)] = package
-                packages.append(package)
-                next_id += 1
-            added.append(package)
-        if len(packages) > len(existing.packages if existing is not None else ()):
-            # Last, in one atomic write: readers see the old catalog or the new one, and all blobs it names exist.
-            manifest = Manifest(uid, siid, sid, tuple(packages))
-            storage.write_bytes(manifest_path(uid, siid, sid), dump_manifest(manifest))
-    return added
+    # Last, the manifest, by compare-and-swap: if another import changed it since we read it, merge again, so two
+    # imports into one scan both end up in it and readers see the old catalog or the new one, never a part.
+    for _ in range(MANIFEST_ATTEMPTS):
+        current = storage.read_versioned(manifest_path(uid, siid, sid))
+        existing = _parsed(current, uid, siid, sid)
+        packages, added = _merged(existing, stored, moment)
+        if len(packages) == len(existing):
+            return added
+        raw = dump_manifest(Manifest(uid, siid, sid, tuple(packages)))
+        if storage.replace_if(manifest_path(uid, siid, sid), raw, current[1] if current else None):
+            return added
+    raise ConnectionError("the scan's manifest kept changing under concurrent imports; run the import again")
+
+
+def _parsed(current: tuple[bytes, str] | None, uid: str, siid: int, sid: int) -> tuple[Package, ...]:
+    return parse_manifest(current[0], uid=uid, siid=siid, sid=sid).packages if current else ()
+
+
+def _merged(existing: Sequence[Package], stored: Sequence[tuple[str, str, _Digests]],
+            moment: datetime) -> tuple[list[Package], list[Package]]:
+    """The scan's packages with the stored files added (known ones keep their dbId), and the files' entries."""
+    packages = list(existing)
+    known = {(package.sha256, package.full_name): package for package in packages}
+    next_id = max((package.db_id for package in packages), default=0) + 1
+    added: list[Package] = []
+    for path, full_name, digests in stored:
+        package = known.get((digests.sha256, full_name))
+        if package is None:
+            if next_id > MAX_ID:
+                raise ValueError("no dbId left in this scan")
+            package = _package(next_id, path, full_name, digests, moment)
+            known[(package.sha256, full_name)] = package
+            packages.append(package)
+            next_id += 1
+        added.append(package)
+    return packages, added
 
 
 def _existing_manifest(storage: Storage, uid: str, siid: int, sid: int) -> Manifest | None:

@@ -1,7 +1,8 @@
 """Benchmark entry point: `python -m bench.run [--quick]`.
 
 Starts everything on free loopback ports in a temporary directory (nginx, gunicorn + pkgdl over local files, a bare
-Flask app, redis-server, SeaweedFS + pkgdl over s3://), runs the scenarios of bench.scenarios, writes
+Flask app, redis-server, SeaweedFS + pkgdl over s3://; scenario 1b adds two more gunicorns behind nginx rendered from
+deploy/nginx.conf.template, and stops them when it is done), runs the scenarios of bench.scenarios, writes
 bench/results/<date>[-quick].md and .png, and stops every process it started.
 """
 
@@ -92,7 +93,8 @@ def context(plan: Plan, started: float, load_before: str) -> list[str]:
         f"{', '.join(f'{s // MiB} MiB' for s in plan.large_sizes)}. Rates: wrk -t2 -c32 -d{plan.wrk_seconds:g}s "
         "(responses >= 400 void a run). Load generators share the 2 cores with the servers.",
         "Targets: bench/scenarios.py TARGETS (from RESEARCH.md's baseline where it has one). Access logs are on "
-        "(files) for gunicorn, off for nginx.",
+        "(files) for gunicorn, off for the static nginx; 1b's front nginx is deploy/nginx.conf.template as rendered "
+        "for production (worker_processes auto, its access log on: the runs are checked against it).",
     ]
 
 

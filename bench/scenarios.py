@@ -5,6 +5,8 @@ every run), and returns `Row`s of raw per-run numbers; bench.report turns them i
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import secrets
 import statistics
 import threading
@@ -14,10 +16,11 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from app.burnlist import open_burnlist
 from app.tokens import PackageRef, TokenService
+from bench import servers
 from bench.load import LoadError, RssSampler, curl_speed, wrk
 from bench.servers import SID, SIID, UID, MiB, Pkgdl, SeaweedFS, Server
 
@@ -26,6 +29,8 @@ from bench.servers import SID, SIID, UID, MiB, Pkgdl, SeaweedFS, Server
 # the baseline in RESEARCH.md reached; the report says "below" until the service meets them.
 TARGETS = {
     "large": 0.95,  # large local file, streamed, vs nginx static (baseline: a 1 MiB-chunk generator 0.87-1.03)
+    "offload": 0.98,  # large local file through the production nginx with X-Accel offload vs nginx static
+    "large_nginx": 0.95,  # large local file streamed by pkgdl (offload none) through the production nginx
     "1mib": 0.8,  # 1 MiB files at concurrency 32 vs nginx static (baseline: gthread + Flask 0.52-0.62)
     "304": 0.9,  # Basic 304 with a warm credential cache vs a bare Flask 304 under the same gunicorn config
     "token": 0.8,  # token downloads (verify + burn) vs Basic downloads of the same small file
@@ -174,6 +179,118 @@ def large_local(world: World, plan: Plan) -> list[Row]:
         nginx_url = f"{world.nginx.base_url}/{world.local.blobs[name]}"
         rows += stream_pair(world.local, name, size, nginx_url, plan.runs, speed, rss)
     return rows
+
+
+# ---- 1b: one large local file through the production nginx (deploy/nginx.conf.template) --------------------------
+# One line of the template's `pkgdl` log format: "$request_method $uri $server_protocol" $status $body_bytes_sent ...
+_NGINX_LINE = re.compile(r'"(?P<method>\S+) (?P<uri>\S+) [^"]*" (?P<status>\d{3}) (?P<bytes>\d+) ')
+LOG_WAIT = 5.0  # seconds for both servers to write their access log line after curl has its last byte
+
+
+class LogTail:
+    """The lines a server appended to its access log since the last `take`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def take(self) -> list[str]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as log:
+            log.seek(self.offset)
+            data = log.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        return complete.decode(errors="replace").splitlines()
+
+
+@dataclass
+class ThroughNginx:
+    """A gunicorn + pkgdl (PKGDL_TRUSTED_PROXIES=1) and the template nginx in front of it."""
+
+    service: Pkgdl
+    nginx: Server
+    offload: bool
+
+    def __post_init__(self) -> None:
+        self.nginx_log = LogTail(self.nginx.log.parent / "access.log")
+        self.gunicorn_log = LogTail(Path(self.service.env["PKGDL_ACCESS_LOG"]))
+
+    def download(self, name: str, size: int) -> float:
+        """One curl (Basic) through nginx in MiB/s, after curl's own 200-and-size check, then the access logs:
+        nginx sent `size` body bytes from the internal /_pkgdl/local/<blob> location (offload) or from the /bin
+        path (streamed); gunicorn sent no body (offload) or all `size` bytes (streamed)."""
+        path = self.service.path(name)
+        self.nginx_log.take()
+        self.gunicorn_log.take()
+        speed = curl_speed(self.nginx.base_url + path, size, {"Authorization": self.service.authorization})
+        nginx_lines: list[str] = []
+        gunicorn_lines: list[str] = []
+        deadline = time.monotonic() + LOG_WAIT
+        while not (nginx_lines and gunicorn_lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            nginx_lines += self.nginx_log.take()
+            gunicorn_lines += self.gunicorn_log.take()
+        self._check(name, size, nginx_lines, gunicorn_lines)
+        return speed / MiB
+
+    def _check(self, name: str, size: int, nginx_lines: list[str], gunicorn_lines: list[str]) -> None:
+        where = f"1b ({'x-accel' if self.offload else 'streamed'} via nginx)"
+        matches = [found for found in map(_NGINX_LINE.search, nginx_lines) if found]
+        if len(matches) != 1 or len(gunicorn_lines) != 1:
+            raise LoadError(f"{where}: expected one access log line each, nginx {nginx_lines!r}, "
+                            f"gunicorn {gunicorn_lines!r}")
+        line, app = matches[0], json.loads(gunicorn_lines[0])
+        uri = "/_pkgdl/local/" + self.service.blobs[name] if self.offload else self.service.path(name)
+        app_bytes = 0 if self.offload else size
+        if (line["uri"], line["status"], int(line["bytes"])) != (uri, "200", size):
+            raise LoadError(f"{where}: nginx logged {line['uri']} {line['status']} {line['bytes']} bytes, "
+                            f"expected {uri} 200 {size}")
+        if (app.get("path"), app.get("status"), app.get("bytes")) != (self.service.path(name), 200, app_bytes):
+            raise LoadError(f"{where}: gunicorn logged {app.get('path')} {app.get('status')} {app.get('bytes')} "
+                            f"body bytes, expected 200 with {app_bytes}")
+
+
+def large_local_nginx(world: World, plan: Plan) -> list[Row]:
+    """The production topology for local storage: the template nginx in front of pkgdl with PKGDL_OFFLOAD=x-accel
+    (nginx sends the file from its internal alias of the storage root) and with PKGDL_OFFLOAD=none (pkgdl streams,
+    nginx proxies unbuffered), each vs nginx static on the same file; every pkgdl download's path is checked in
+    both access logs."""
+    root = Path(urllib.request.url2pathname(urlsplit(world.local.env["PKGDL_STORAGE_URL"]).path))
+    started: list[Server] = []
+    try:
+        fronts = []
+        for offload in (True, False):
+            mode = "x-accel" if offload else "none"
+            service = servers.start_pkgdl_variant(world.local, f"local-{mode}", world.home,
+                                                  {"PKGDL_OFFLOAD": mode, "PKGDL_TRUSTED_PROXIES": "1"})
+            started.append(service.server)
+            nginx = servers.start_template_nginx(f"nginx-template-{mode}", world.home, service.server.port, root)
+            started.append(nginx)
+            fronts.append(ThroughNginx(service, nginx, offload))
+        rows = []
+        for size in plan.large_sizes:
+            name = LARGE_NAME.format(mib=size // MiB)
+            static_url = f"{world.nginx.base_url}/{world.local.blobs[name]}"
+            curl_speed(static_url, size)  # untimed: each path answers the right bytes (and is warm) before numbers
+            for front in fronts:
+                front.download(name, size)
+            for front in fronts:
+                how = "nginx X-Accel offload" if front.offload else "streamed through nginx"
+                row = Row(f"1b. local single stream {size // MiB} MiB, {how}", "MiB/s", reference_name="nginx static",
+                          target=TARGETS["offload" if front.offload else "large_nginx"])
+                row.note = ("template nginx (deploy/nginx.conf.template) in front of gunicorn with PKGDL_OFFLOAD="
+                            f"{'x-accel' if front.offload else 'none'}, PKGDL_TRUSTED_PROXIES=1; every run checked: "
+                            "curl 200 with the full size, nginx access log "
+                            + ("$uri /_pkgdl/local/<blob> with the full body, gunicorn access log 0 body bytes"
+                               if front.offload else "$uri /bin with the full body, gunicorn access log the full body"))
+                rows.append(interleaved(plan.runs, lambda front=front, name=name, size=size: front.download(name, size),
+                                        lambda url=static_url, size=size: curl_speed(url, size) / MiB, row))
+        return rows
+    finally:
+        for server in reversed(started):
+            servers.stop(server)
 
 
 # ---- 2: 1 MiB files at concurrency 32 ------------------------------------------------------------------------------
@@ -332,6 +449,7 @@ def large_s3(world: World, plan: Plan) -> list[Row]:
 
 SCENARIOS: list[tuple[str, Callable[[World, Plan], list[Row]]]] = [
     ("1/6 large local file", large_local),
+    ("1b large local file through nginx (X-Accel offload, streamed)", large_local_nginx),
     ("2 1 MiB files", one_mib_files),
     ("3 304 revalidation", revalidation),
     ("4 token verify and burn", token_micro),

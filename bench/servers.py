@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import grp
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.importer import blob_path
+from deploy.render_nginx import render
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -168,6 +171,37 @@ def start_nginx(home: Path, root: Path) -> Server:
                  home, port)
 
 
+def start_template_nginx(name: str, home: Path, upstream_port: int, storage_root: Path) -> Server:
+    """nginx from the production deploy/nginx.conf.template (rendered by deploy/render_nginx.py) in front of one
+    gunicorn on `upstream_port`, with the X-Accel alias on `storage_root`; its logs and temp files under home/<name>.
+
+    The access log is on (the template's `pkgdl` format, `$uri` being the internal location after an
+    X-Accel-Redirect): scenario 1b reads it to check which way each download went.
+    """
+    home = home / name
+    (home / "temp").mkdir(parents=True)
+    port = free_port()
+    conf = home / "nginx.conf"
+    conf.write_text(render({
+        "PKGDL_NGINX_LISTEN": f"127.0.0.1:{port}",
+        "PKGDL_UPSTREAM_SERVERS": f"server 127.0.0.1:{upstream_port};",
+        "PKGDL_STORAGE_ROOT": str(storage_root),
+        "PKGDL_S3_ENDPOINT": "http://127.0.0.1:9",  # unused: local storage only
+        "PKGDL_NGINX_ACCESS_LOG": str(home / "access.log"),
+        "PKGDL_NGINX_ERROR_LOG": str(home / "error.log"),
+        "PKGDL_NGINX_PID": str(home / "nginx.pid"),
+        "PKGDL_NGINX_TEMP": str(home / "temp"),
+    }))
+    # As deploy/processes.py: the template has no `daemon` directive; as root, keep the workers running as us
+    # (the default `nobody` could not read the 0700 temporary directory).
+    directives = "daemon off;"
+    if os.geteuid() == 0:
+        directives += f" user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+    binary = find_binary("nginx", "/usr/sbin/nginx")
+    return start(name, [binary, "-p", str(home), "-e", str(home / "error.log"), "-c", str(conf), "-g", directives],
+                 home, port)
+
+
 # ---- redis ---------------------------------------------------------------------------------------------------------
 def start_redis(home: Path) -> Server:
     """redis-server as the README asks for production: AOF on, no eviction."""
@@ -299,6 +333,21 @@ def start_pkgdl(name: str, home: Path, files: list[Path], secret_keys: str, stor
     command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
     server = start(name, command, home, port, env=env, cwd=ROOT, ready_url=f"http://127.0.0.1:{port}/healthz")
     return Pkgdl(server, env, password, pids, blobs)
+
+
+def start_pkgdl_variant(base: Pkgdl, name: str, home: Path, extra: dict[str, str]) -> Pkgdl:
+    """Another gunicorn + pkgdl over `base`'s storage, catalog and users (nothing seeded again), with its own port,
+    logs, metrics directory and burn-list, and `extra` settings (e.g. PKGDL_OFFLOAD)."""
+    home = home / name
+    home.mkdir()
+    port = free_port()
+    shared = {key: base.env[key] for key in ("PKGDL_STORAGE_URL", "PKGDL_STORAGE_OPTIONS", "PKGDL_USERS_FILE",
+                                             "PKGDL_SECRET_KEYS")}
+    env = gunicorn_env(home, port, {**shared, "PKGDL_BURNLIST_URL": f"sqlite:///{home / 'burnlist.sqlite3'}",
+                                    "PKGDL_PUBLIC_URL": f"http://127.0.0.1:{port}", **extra})
+    command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
+    server = start(name, command, home, port, env=env, cwd=ROOT, ready_url=f"http://127.0.0.1:{port}/healthz")
+    return Pkgdl(server, env, base.password, dict(base.pids), dict(base.blobs))
 
 
 def start_bare_flask(home: Path) -> Server:

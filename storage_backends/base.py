@@ -11,7 +11,6 @@ Every backend raises only built-in exceptions across this boundary, so callers m
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
 
@@ -50,9 +49,13 @@ class Storage(Protocol):
         """A short-lived URL that reads the object without credentials (S3), else None."""
         ...
 
-    def exclusive(self, path: str) -> AbstractContextManager[None]:
-        """Hold a lock named ``path`` against other writers (local: flock, shared by processes; memory: this
-        process; S3 and HTTP: no lock, run one writer per scan)."""
+    def read_versioned(self, path: str) -> tuple[bytes, str] | None:
+        """A small object and an opaque version token for ``replace_if``; None when it does not exist."""
+        ...
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Store ``data`` atomically only if the object is still at ``version`` (None: still absent); False when
+        another writer got there first (compare-and-swap: flock on local roots, conditional PUT on S3)."""
         ...
 
     def ping(self) -> None:

@@ -6,6 +6,7 @@ import collections
 import contextlib
 import errno
 import fcntl
+import hashlib
 import io
 import os
 import shutil
@@ -14,6 +15,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, BinaryIO, cast
 from urllib.parse import quote, urlsplit
+
+from fsspec.asyn import sync
 
 from storage_backends.base import BlobSizeMismatch
 from storage_backends.errors import MESSAGES, raise_for_status, translated_errors
@@ -174,9 +177,22 @@ class _Backend:
         """A short-lived URL that reads the object without our credentials, where the store has them."""
         return None
 
-    def exclusive(self, location: str) -> contextlib.AbstractContextManager[None]:
-        """No lock on remote stores (S3 offers no lock we can rely on): one writer per scan."""
-        return contextlib.nullcontext()
+    def read_versioned(self, fs: Any, location: str) -> tuple[bytes, str]:
+        """A small object and a version token (here: its digest)."""
+        data = self.read_bytes(fs, location)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def replace_if(self, fs: Any, location: str, data: bytes, version: str | None) -> bool:
+        """Compare and write under a lock of this process (the memory store lives in this process)."""
+        with _THREAD_LOCKS[location]:
+            try:
+                current: str | None = self.read_versioned(fs, location)[1]
+            except FileNotFoundError:
+                current = None
+            if current != version:
+                return False
+            self.write_bytes(fs, location, data)
+            return True
 
 
 def _check_size(actual: int | None, size: int, handle: IO[bytes] | None = None) -> None:
@@ -201,9 +217,6 @@ class _MemoryBackend(_Backend):
 
         return fsspec.filesystem("memory")
 
-    def exclusive(self, location: str) -> contextlib.AbstractContextManager[None]:
-        """The memory store lives in this process: a thread lock per name."""
-        return _THREAD_LOCKS[location]
 
 
 class _LocalBackend(_Backend):
@@ -252,17 +265,32 @@ class _LocalBackend(_Backend):
         """The absolute path (for sendfile / X-Accel-Redirect)."""
         return location
 
-    @contextlib.contextmanager
-    def exclusive(self, location: str) -> Iterator[None]:
-        """flock on a lock file: held by one process (and thread) at a time, released if the holder dies."""
+    def read_versioned(self, fs: Any, location: str) -> tuple[bytes, str]:
+        """The file and a version from the same open descriptor (inode, mtime, size: a replace changes it)."""
+        with open(location, "rb") as handle:
+            return handle.read(), _file_version(os.fstat(handle.fileno()))
+
+    def replace_if(self, fs: Any, location: str, data: bytes, version: str | None) -> bool:
+        """Under an flock beside the file (held by one process at a time, released if it dies): compare, replace."""
         os.makedirs(os.path.dirname(location), exist_ok=True)
-        fd = os.open(location, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(location + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            with _THREAD_LOCKS[location]:  # flock is per open file; threads of one process also queue here
+            with _THREAD_LOCKS[location]:  # flock is per open file; threads of one process queue here first
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
+                try:
+                    current: str | None = _file_version(os.stat(location))
+                except FileNotFoundError:
+                    current = None
+                if current != version:
+                    return False
+                _atomic_replace(location, lambda out: out.write(data))
+                return True
         finally:
             os.close(fd)  # closing the descriptor releases the flock
+
+
+def _file_version(status: os.stat_result) -> str:
+    return f"{status.st_ino}-{status.st_mtime_ns}-{status.st_size}"
 
 
 def _atomic_replace(target: str, fill: Callable[[BinaryIO], object]) -> None:
@@ -312,6 +340,28 @@ class _S3Backend(_Backend):
         _check_size(fs.info(location)["size"], size)
         return _S3Stream(fs, location, size)
 
+    def read_versioned(self, fs: Any, location: str) -> tuple[bytes, str]:
+        """The object and its ETag, from one GET."""
+        bucket, key, _ = fs.split_path(location)
+        answer = fs.call_s3("get_object", Bucket=bucket, Key=key)
+        body = answer["Body"]
+        try:
+            return sync(fs.loop, body.read), answer["ETag"]
+        finally:
+            body.close()
+
+    def replace_if(self, fs: Any, location: str, data: bytes, version: str | None) -> bool:
+        """A conditional PUT (If-Match: the ETag read, or If-None-Match: * for a new object); 412 -> False."""
+        bucket, key, _ = fs.split_path(location)
+        condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+        try:
+            fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
+        return True
+
     def presigned_url(self, fs: Any, location: str, expires: int) -> str | None:
         """A SigV4 presigned GET (computed locally, no request)."""
         return fs.sign(location, expiration=expires)
@@ -328,6 +378,13 @@ class _S3Backend(_Backend):
         """The bucket answers with our credentials."""
         if not self.root_exists(fs):
             raise ConnectionError("storage root unavailable")
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether S3 refused a conditional write (412 PreconditionFailed, or 409 for a concurrent one)."""
+    cause = exc.__cause__ or exc.__context__
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict") or "pre-condition" in str(exc).lower()
 
 
 class _S3Stream(io.RawIOBase):
@@ -389,8 +446,6 @@ class _S3Stream(io.RawIOBase):
 
     def _sync(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a coroutine function on the filesystem's event loop thread and wait for it."""
-        from fsspec.asyn import sync
-
         return sync(self._fs.loop, function, *args, **kwargs)
 
 
@@ -598,9 +653,20 @@ class FsspecStorage:
         with translated_errors():
             return self._backend.presigned_url(self._filesystem(), location, expires)
 
-    def exclusive(self, path: str) -> contextlib.AbstractContextManager[None]:
-        """A lock named ``path`` against concurrent writers (see the Storage protocol for its reach)."""
-        return self._backend.exclusive(self._backend.locate(checked_path(path)))
+    def read_versioned(self, path: str) -> tuple[bytes, str] | None:
+        """A small object and a version token for ``replace_if``; None when it does not exist."""
+        location = self._backend.locate(checked_path(path))
+        try:
+            with self._storage_errors():
+                return self._backend.read_versioned(self._filesystem(), location)
+        except FileNotFoundError:
+            return None
+
+    def replace_if(self, path: str, data: bytes, version: str | None) -> bool:
+        """Store ``data`` atomically if the object is still at ``version`` (None: still absent), else False."""
+        location = self._backend.locate(checked_path(path))
+        with translated_errors():
+            return self._backend.replace_if(self._filesystem(), location, data, version)
 
     def ping(self) -> None:
         """Raise a built-in storage error unless the root answers."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import random
 from dataclasses import dataclass, field, replace
@@ -58,8 +57,15 @@ class FakeStorage:
     def presigned_url(self, path: str, expires: int = 60) -> None:
         return None
 
-    def exclusive(self, path: str):
-        return contextlib.nullcontext()
+    def read_versioned(self, path: str):
+        return (self.objects[path], str(hash(self.objects[path]))) if path in self.objects else None
+
+    def replace_if(self, path: str, data: bytes, version):
+        current = self.read_versioned(path)
+        if (current[1] if current else None) != version:
+            return False
+        self.objects[path] = bytes(data)
+        return True
 
     def ping(self) -> None:
         if self.fault is not None:

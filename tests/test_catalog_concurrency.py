@@ -1,7 +1,9 @@
-"""The catalog loses no data: concurrent `pkgdl catalog add` runs into one scan all land; readers never see half."""
+"""The catalog loses no data: concurrent `pkgdl catalog add` runs into one scan all land (local: flock; S3:
+conditional PUTs), and readers never see half a manifest."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -16,10 +18,20 @@ from tests.fixtures_service import BIN
 pytestmark = pytest.mark.integration
 
 
-def test_concurrent_imports_into_one_scan_all_land(tmp_path):
-    root = tmp_path / "packages"
-    root.mkdir()  # a missing root reads as an outage, not as "no manifest yet"
-    env = {**os.environ, "PKGDL_STORAGE_URL": root.as_uri(), "PKGDL_SECRET_KEYS": "k"}
+@pytest.fixture(params=["local", "s3"])
+def storage_env(request, tmp_path) -> dict[str, str]:
+    """The environment of a local root (flock) or of a SeaweedFS bucket (conditional PUTs)."""
+    if request.param == "local":
+        root = tmp_path / "packages"
+        root.mkdir()  # a missing root reads as an outage, not as "no manifest yet"
+        return {"PKGDL_STORAGE_URL": root.as_uri()}
+    seaweedfs = request.getfixturevalue("seaweedfs")
+    return {"PKGDL_STORAGE_URL": seaweedfs.url(f"concurrency-{tmp_path.name}"),
+            "PKGDL_STORAGE_OPTIONS": json.dumps(seaweedfs.options)}
+
+
+def test_concurrent_imports_into_one_scan_all_land(tmp_path, storage_env):
+    env = {**os.environ, **storage_env, "PKGDL_SECRET_KEYS": "k"}
     batches = []
     for batch in range(4):
         files = []
@@ -32,7 +44,7 @@ def test_concurrent_imports_into_one_scan_all_land(tmp_path):
     runs = [subprocess.Popen([str(BIN / "pkgdl"), "catalog", "add", "--uid", "alice", "--siid", "1", "--sid", "1",
                               *files], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for files in batches]
-    storage = open_storage(root.as_uri())
+    storage = open_storage(storage_env["PKGDL_STORAGE_URL"], json.loads(storage_env.get("PKGDL_STORAGE_OPTIONS", "{}")))
     torn: list[Exception] = []
     stop = threading.Event()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -50,8 +49,16 @@ class RecordingStorage:
     def local_path(self, path: str) -> None:
         return None
 
-    def exclusive(self, path: str):
-        return contextlib.nullcontext()
+    def read_versioned(self, path: str):
+        return (self.objects[path], str(hash(self.objects[path]))) if path in self.objects else None
+
+    def replace_if(self, path: str, data: bytes, version):
+        current = self.read_versioned(path)
+        if (current[1] if current else None) != version:
+            return False
+        self.writes.append(("write", path))
+        self.objects[path] = bytes(data)
+        return True
 
     def ping(self) -> None:
         return None

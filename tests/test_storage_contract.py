@@ -268,6 +268,21 @@ def test_object_deleted_after_open_fails_translated(backend: Backend, tmp_path: 
     backend.assert_generic(caught.value, BLOB)
 
 
+def test_replace_if_is_compare_and_swap(backend: Backend) -> None:
+    """The manifest's concurrency control: a write succeeds only on the version it was based on."""
+    if not backend.writable:
+        pytest.skip("read-only backend")
+    assert backend.storage.read_versioned(MANIFEST) is None
+    assert backend.storage.replace_if(MANIFEST, b"first", None)
+    assert not backend.storage.replace_if(MANIFEST, b"again", None)  # it exists now
+    data, version = backend.storage.read_versioned(MANIFEST)
+    assert data == b"first"
+    assert backend.storage.replace_if(MANIFEST, b"second", version)
+    assert not backend.storage.replace_if(MANIFEST, b"stale", version)  # based on an old version
+    assert backend.storage.read_versioned(MANIFEST)[0] == b"second"
+    assert backend.storage.read_bytes(MANIFEST) == b"second"
+
+
 def test_writes_on_http_are_refused(backend: Backend, tmp_path: Path) -> None:
     if backend.writable:
         pytest.skip("writable backend")
