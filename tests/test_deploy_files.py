@@ -83,3 +83,10 @@ def test_render_refuses_unknown_and_missing_variables(tmp_path):
         render({**values, "PKGDL_TYPO": "x"})
     with pytest.raises(ValueError, match="unknown variable PKGDL_OTHER"):
         render(values, template="listen ${PKGDL_OTHER};")
+
+
+def test_metrics_are_not_public_through_nginx():
+    template = TEMPLATE.read_text()
+    block = template[template.index("location = /metrics"):]
+    block = block[: block.index("}")]
+    assert "deny all;" in block and "allow 127.0.0.1;" in block

@@ -266,6 +266,23 @@ def test_client_abort_mid_download_leaves_the_service_healthy(deployment, mode):
     assert nginx.process.poll() is None
 
 
+def offloaded_downloads(deployment: Deployment) -> float:
+    """pkgdl_downloads_total{outcome="offloaded"} summed over the instances (each counts its own)."""
+    total = 0.0
+    for instance in deployment.instances:
+        for line in get(instance.base_url + "/metrics").text.splitlines():
+            if line.startswith("pkgdl_downloads_total{") and 'outcome="offloaded"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_offloaded_downloads(local_deployment):
+    before = offloaded_downloads(local_deployment)
+    for _ in range(3):
+        assert get(local_deployment.offload.base_url + local_deployment.path(DEB), auth=ALICE).status_code == 200
+    assert offloaded_downloads(local_deployment) - before == 3
+
+
 def _wait_for_status(url: str, status: int, timeout: float = 15.0) -> int:
     deadline = time.monotonic() + timeout
     while True:
