@@ -65,6 +65,8 @@ class Access:
 
 def token_in_request() -> str | None:
     """The downloadToken query parameter; empty counts as absent, several are a 400 (and burn nothing)."""
+    if not request.query_string:  # the Basic hot path: skip parsing an absent query
+        return None
     values = request.args.getlist(TOKEN_PARAMETER)
     if len(values) > 1:
         raise InvalidRequest("Only one downloadToken parameter is allowed.")

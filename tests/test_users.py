@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import app.users as users_module
@@ -65,12 +67,15 @@ def test_unknown_user_costs_a_kdf_run_too(directory, kdf_calls):
     assert len(kdf_calls) == 1
 
 
-def test_password_change_invalidates_the_cache(directory):
+def test_password_change_invalidates_the_cache(directory, monkeypatch):
     auth = Authenticator(directory)
     assert auth.authenticate("alice", "pw")
     users = load_users(directory.path)
     users["alice"] = User("alice", hash_password("new"), frozenset({"migration_access"}))
     save_users(directory.path, users.values())
+    assert auth.authenticate("alice", "pw")  # the file is looked at once a second, not per request
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + users_module.RECHECK_SECONDS)
     assert auth.authenticate("alice", "pw") is None
     assert auth.authenticate("alice", "new")
 
