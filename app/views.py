@@ -62,7 +62,7 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
         return Response(render_landing_page(package.full_name), 200, content_type="text/html; charset=utf-8",
                         headers=LANDING_HEADERS)
     response = package_response(services().storage, package, request.method, request.headers,
-                                _delivery_policy(access, ref, started))
+                                _delivery_policy(access, ref, started), request.environ.get("wsgi.file_wrapper"))
     if response.status_code == 304:
         services().metrics.not_modified.inc()
     return response

@@ -103,6 +103,10 @@ class BlobReader(io.RawIOBase):
         """The read position."""
         return self._position
 
+    def fileno(self) -> int:
+        """The descriptor of a local file (lets the server use sendfile); remote files have none."""
+        return self._handle.fileno()
+
     def close(self) -> None:
         """Close the backend file; a failing close of a read-only file loses nothing."""
         if not self.closed:

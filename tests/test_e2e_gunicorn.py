@@ -44,6 +44,14 @@ def test_full_download_matches_the_blob(service, tmp_path):
     assert "content-disposition: attachment;" in headers
 
 
+def test_small_file_through_sendfile_matches_the_blob(service, tmp_path):
+    out = tmp_path / "small.deb"
+    deb = "curl_7.88.1-10+deb12u5_amd64.deb"
+    result = curl(*user(), "-f", "-o", str(out), service.bin_url(service.pids[deb]))
+    assert result.returncode == 0, result.stderr
+    assert sha256_of(out) == sha256_of(service.files[deb])
+
+
 def test_head(service):
     result = curl(*user(), "-I", service.bin_url(service.pids[OPENSSL]))
     lines = result.stdout.decode().lower()
@@ -147,7 +155,8 @@ def test_access_log_has_no_token_and_no_query(service):
 def basic_downloads_counted(service) -> float:
     text = curl(f"{service.base_url}/metrics").stdout.decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("pkgdl_downloads_total{") and 'auth="basic"' in line and "completed" in line)
+               if line.startswith("pkgdl_downloads_total{") and 'auth="basic"' in line
+               and ('outcome="completed"' in line or 'outcome="sendfile"' in line))
 
 
 def test_metrics_add_up_every_worker(service):
