@@ -92,7 +92,7 @@ def context(plan: Plan, started: float, load_before: str) -> list[str]:
         f"every run; ratio = median of the per-run ratios. Single streams: one curl, large sizes "
         f"{', '.join(f'{s // MiB} MiB' for s in plan.large_sizes)}. Rates: wrk -t2 -c32 -d{plan.wrk_seconds:g}s "
         "(responses >= 400 void a run). Load generators share the 2 cores with the servers.",
-        "Targets: bench/scenarios.py TARGETS (from RESEARCH.md's baseline where it has one). Access logs are on "
+        "Targets: bench/scenarios.py TARGETS (the goals of the performance issue). Access logs are on "
         "(files) for gunicorn, off for the static nginx; 1b's front nginx is deploy/nginx.conf.template as rendered "
         "for production (worker_processes auto, its access log on: the runs are checked against it).",
     ]
