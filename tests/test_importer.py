@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 from dataclasses import replace
@@ -14,54 +13,33 @@ import pytest
 
 from app.importer import add_packages, blob_path, list_packages
 from app.manifest import Manifest, ManifestError, dump_manifest, manifest_path, parse_manifest
+from tests.fixtures_app import FakeStorage
 from tests.test_nevra import build_deb, build_rpm
 
 NOW = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 MANIFEST = manifest_path("alice", 12, 34)
 
 
-class RecordingStorage:
-    """The Storage protocol over a dict, logging every write in order."""
+class RecordingStorage(FakeStorage):
+    """The app tests' dict-backed storage, logging every write in order."""
 
     def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
+        super().__init__()
         self.writes: list[tuple[str, str]] = []
-
-    def open_blob(self, path: str, size: int) -> io.BytesIO:
-        return io.BytesIO(self.read_bytes(path))
-
-    def read_bytes(self, path: str) -> bytes:
-        if path not in self.objects:
-            raise FileNotFoundError(path)
-        return self.objects[path]
 
     def write_bytes(self, path: str, data: bytes) -> None:
         self.writes.append(("write", path))
-        self.objects[path] = bytes(data)
+        super().write_bytes(path, data)
 
     def put_file(self, local_path: str, path: str) -> None:
         self.writes.append(("put", path))
-        self.objects[path] = Path(local_path).read_bytes()
+        super().put_file(local_path, path)
 
-    def exists(self, path: str) -> bool:
-        return path in self.objects
-
-    def local_path(self, path: str) -> None:
-        return None
-
-    def read_versioned(self, path: str):
-        return (self.objects[path], str(hash(self.objects[path]))) if path in self.objects else None
-
-    def replace_if(self, path: str, data: bytes, version):
-        current = self.read_versioned(path)
-        if (current[1] if current else None) != version:
-            return False
-        self.writes.append(("write", path))
-        self.objects[path] = bytes(data)
-        return True
-
-    def ping(self) -> None:
-        return None
+    def replace_if(self, path: str, data: bytes, version) -> bool:
+        replaced = super().replace_if(path, data, version)
+        if replaced:
+            self.writes.append(("write", path))
+        return replaced
 
 
 @pytest.fixture
