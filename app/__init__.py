@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
     def _token_path_headers(response):  # noqa: ANN001, ANN202
         # Every answer to a URL carrying a token (errors included) is uncacheable and leaks no Referer,
         # unless Basic credentials admitted the request (then the Basic cache headers stand).
-        if "downloadToken" in request.args and not g.get("admitted_by_basic"):
+        if request.query_string and "downloadToken" in request.args and not g.get("admitted_by_basic"):
             response.headers.update(TOKEN_CACHE_HEADERS)
             response.headers.pop("Vary", None)
         return response

@@ -155,11 +155,15 @@ class _HandedFile:
             self._on_close()
 
 
+class _BodilessResponse(Response):
+    """304 and 412 carry no body, so no Content-Type either (Flask's default would add text/html)."""
+
+    default_mimetype = None
+
+
 def empty_response(status: int, headers: Mapping[str, str]) -> Response:
-    """304 and 412 carry no body, so no Content-Type either (Flask would add text/html)."""
-    response = Response(status=status, headers=headers)
-    response.headers.pop("Content-Type", None)
-    return response
+    """A 304 or 412 with the given headers and nothing else."""
+    return _BodilessResponse(status=status, headers=headers)
 
 
 def _validator_headers(package: Package, policy: DeliveryPolicy) -> dict[str, str]:

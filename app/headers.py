@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import unicodedata
 from datetime import datetime
@@ -36,6 +37,7 @@ def repr_digest(sha256_hex: str) -> str:
     return f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode('ascii')}:"
 
 
+@functools.lru_cache(maxsize=4096)  # a package's Last-Modified is formatted on every 200 and 304
 def http_date(moment: datetime) -> str:
     """IMF-fixdate (RFC 9110 5.6.7)."""
     return format_datetime(moment, usegmt=True)
