@@ -62,8 +62,14 @@ def package_response(storage: Storage, package: Package, method: str, request_he
     if file_wrapper is not None and not decision.ranges and storage.local_path(package.path) is not None \
             and package.size <= SENDFILE_MAX:
         return _sendfile(blob, package, headers, policy, file_wrapper)
+    return _streamed(blob, package, decision.ranges, headers, policy)
+
+
+def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], headers: dict[str, str],
+              policy: DeliveryPolicy) -> Response:
+    """Read the first chunk (faults still get a clean status), burn, then stream the rest in bounded chunks."""
     try:
-        body, length, content_type = _body_plan(blob, package, decision.ranges)
+        body, length, content_type = _body_plan(blob, package, ranges)
         first = next(body)  # storage faults before the first byte still become clean 4xx/5xx answers
         if policy.before_first_byte is not None:
             policy.before_first_byte()
@@ -72,9 +78,9 @@ def package_response(storage: Storage, package: Package, method: str, request_he
         raise
     headers["Content-Length"] = str(length)
     headers["Content-Type"] = content_type
-    if len(decision.ranges) == 1:
-        headers["Content-Range"] = decision.ranges[0].content_range(package.size)
-    status = 206 if decision.ranges else 200
+    if len(ranges) == 1:
+        headers["Content-Range"] = ranges[0].content_range(package.size)
+    status = 206 if ranges else 200
     stream = _observed(first, body, blob, length,
                        lambda sent, done: policy.on_finish(status, sent, "completed" if done else "aborted"))
     return Response(stream, status=status, headers=headers, direct_passthrough=True)
