@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -11,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 WRK_SCRIPT = Path(__file__).with_name("paths.lua")
 MiB = 1024 * 1024
@@ -124,3 +126,139 @@ class RssSampler:
     def growth_mib(self) -> float:
         """The largest growth of one process over its value before, in MiB."""
         return max((self.peak[pid] - self.before[pid]) / 1024 for pid in self.pids)
+
+
+# ---- slow readers (scenario 7) -------------------------------------------------------------------------------------
+@dataclass
+class SlowStream:
+    """One slow reader: what it got before it closed (or failed)."""
+
+    connected: bool = False
+    status: int | None = None
+    headers_after: float | None = None  # seconds from the start until the response headers
+    body_bytes: int = 0
+    error: str | None = None  # a connect error, a non-200 status, or an end/reset before the client closed
+
+    @property
+    def failed(self) -> bool:
+        """Connect error, non-200 status, or the server ended/reset the stream before the client closed it."""
+        return self.error is not None
+
+
+@dataclass
+class SlowResult:
+    """All slow readers of one run and how many received bytes in each sampling interval."""
+
+    streams: list[SlowStream]
+    active_samples: list[int]  # streams that received body bytes during each `sample_interval`
+    seconds: float
+
+    @property
+    def failures(self) -> list[SlowStream]:
+        return [stream for stream in self.streams if stream.failed]
+
+    @property
+    def never_answered(self) -> int:
+        """Connected, no failure, but no response headers before the client closed (queued somewhere)."""
+        return sum(1 for stream in self.streams if not stream.failed and stream.status is None)
+
+    @property
+    def answered(self) -> int:
+        """Streams that received a 200 and its headers while the client was reading."""
+        return sum(1 for stream in self.streams if stream.status == 200)
+
+
+async def _slow_reader(stream: SlowStream, host: str, port: int, request: bytes, rate: float, started: float,
+                       deadline: float) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024)
+    except OSError as exc:
+        stream.error = f"connect: {type(exc).__name__}: {exc}"
+        return
+    stream.connected = True
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if loop.time() >= deadline:
+            return  # the answer came only as the client was closing: still counted as never answered
+        stream.headers_after = loop.time() - started
+        status_line = head.split(b"\r\n", 1)[0].split()
+        stream.status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else -1
+        if stream.status != 200:
+            stream.error = f"status {stream.status}"
+            return
+        body_started = loop.time()
+        while loop.time() < deadline:
+            data = await reader.read(16 * 1024)
+            if not data:
+                stream.error = f"server ended the stream after {stream.body_bytes} body bytes"
+                return
+            stream.body_bytes += len(data)
+            # At most `rate` bytes/s: wait until this many bytes are due (or the deadline).
+            due = body_started + stream.body_bytes / rate
+            await asyncio.sleep(max(0.0, min(due, deadline) - loop.time()))
+    except asyncio.CancelledError:
+        raise
+    except asyncio.IncompleteReadError as exc:
+        stream.error = f"server closed before the response headers ({len(exc.partial)} bytes)"
+    except (OSError, ValueError) as exc:
+        stream.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.close()
+
+
+async def _slow_readers(host: str, port: int, request: bytes, count: int, rate: float, seconds: float,
+                        sample_interval: float) -> SlowResult:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + seconds
+    streams = [SlowStream() for _ in range(count)]
+    samples: list[int] = []
+
+    async def sample() -> None:
+        last = [0] * count
+        while loop.time() + sample_interval <= deadline:
+            await asyncio.sleep(sample_interval)
+            now = [stream.body_bytes for stream in streams]
+            samples.append(sum(1 for before, after in zip(last, now, strict=True) if after > before))
+            last = now
+
+    async def bounded(stream: SlowStream) -> None:
+        # The client closes at the deadline whatever it was waiting for (connect, headers, body).
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(_slow_reader(stream, host, port, request, rate, started, deadline),
+                                   max(0.0, deadline - loop.time()) + 0.5)
+
+    await asyncio.gather(sample(), *(bounded(stream) for stream in streams))
+    return SlowResult(streams, samples, loop.time() - started)
+
+
+def slow_readers(base_url: str, path: str, headers: dict[str, str], count: int, rate: float, seconds: float,
+                 sample_interval: float = 0.5) -> SlowResult:
+    """`count` concurrent GETs of `path`, each reading its body at most `rate` bytes/s, all closed after `seconds`.
+
+    One asyncio loop (call it from a thread to do something else meanwhile). A stream fails on a connect error, a
+    non-200 status, or an end/reset by the server before the client closes; a stream still waiting for its response
+    headers when the client closes is counted apart (`never_answered`).
+    """
+    split = urlsplit(base_url)
+    lines = [f"GET {path} HTTP/1.1", f"Host: {split.netloc}", "Connection: close",
+             *(f"{name}: {value}" for name, value in headers.items())]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return asyncio.run(_slow_readers(split.hostname or "127.0.0.1", split.port or 80, request, count, rate, seconds,
+                                     sample_interval))
+
+
+def established_to(port: int) -> int:
+    """ESTABLISHED TCP connections whose local port is `port` (server side: e.g. nginx's connections to gunicorn)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    count += 1
+    return count

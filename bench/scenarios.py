@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 from app.burnlist import open_burnlist
 from app.tokens import PackageRef, TokenService
 from bench import servers
-from bench.load import LoadError, RssSampler, curl_speed, wrk
+from bench.load import LoadError, RssSampler, curl_speed, established_to, rss_kib, slow_readers, wrk
 from bench.servers import SID, SIID, UID, MiB, Pkgdl, SeaweedFS, Server
 
 # Targets: a ratio pkgdl/reference to reach (higher is better), or a bound for absolute rows (lower is better).
@@ -55,13 +55,14 @@ class Plan:
     micro_seconds: float  # per run and per subject, for the in-process timing loops
     micro_calls: int  # per thread, an upper bound next to the time budget
     tokens_per_second: int  # minted per wrk second for the token runs (a cap on the rate they can show)
+    slow_seconds: float = 20.0  # scenario 7: how long the slow readers read before they close
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         """The quick or the full plan."""
         if quick:
-            return cls(True, 3, (64 * MiB,), 2.0, 0.5, 300, 5000)
-        return cls(False, 5, (256 * MiB, 1024 * MiB), 5.0, 1.5, 1000, 5000)
+            return cls(True, 3, (64 * MiB,), 2.0, 0.5, 300, 5000, 10.0)
+        return cls(False, 5, (256 * MiB, 1024 * MiB), 5.0, 1.5, 1000, 5000, 20.0)
 
 
 @dataclass
@@ -447,6 +448,141 @@ def large_s3(world: World, plan: Plan) -> list[Row]:
     return rows
 
 
+# ---- 7: 200 slow readers through the production nginx -----------------------------------------------------------
+SLOW_READERS = 200
+SLOW_RATE = 256 * 1024  # bytes/s per reader, at most
+PROBES = 20
+PROBE_TIMEOUT = 3.0  # seconds; a probe that times out counts at this latency (a lower bound)
+PROBE_START = 1.0  # seconds after the slow readers start, so they have all sent their request
+
+
+def probe(url: str, headers: dict[str, str], size: int, timeout: float) -> tuple[float, str | None]:
+    """One small download: (seconds, None) if it answered 200 with `size` bytes, else (seconds, what went wrong)."""
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            body = response.read()
+            problem = None if response.status == 200 and len(body) == size else f"{response.status}, {len(body)} B"
+    except urllib.error.HTTPError as error:
+        problem = f"status {error.code}"
+    except (OSError, TimeoutError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    return time.perf_counter() - started, problem
+
+
+def slow_readers_nginx(world: World, plan: Plan) -> list[Row]:
+    """200 concurrent Basic downloads of the large local file through the template nginx (PKGDL_OFFLOAD=none, as
+    1b streamed), each read at <= 256 KiB/s for plan.slow_seconds then closed; meanwhile worker RSS is sampled and
+    sequential small Basic downloads through the same nginx probe whether the service still answers.
+
+    gunicorn.conf.py gives 2 gthread workers x 8 threads = 16 requests at a time; with proxy_buffering off each
+    stream holds its thread for as long as the client reads, so the rest wait (in gunicorn's queue or backlog): the
+    rows say how many streams were served, how many never got an answer, and what the probes saw.
+    """
+    root = Path(urllib.request.url2pathname(urlsplit(world.local.env["PKGDL_STORAGE_URL"]).path))
+    size = plan.large_sizes[0]
+    name = LARGE_NAME.format(mib=size // MiB)
+    label = f"7. {SLOW_READERS} slow readers via nginx ({SLOW_RATE // 1024} KiB/s, {plan.slow_seconds:g} s)"
+    started: list[Server] = []
+    try:
+        service = servers.start_pkgdl_variant(world.local, "local-slow", world.home,
+                                              {"PKGDL_OFFLOAD": "none", "PKGDL_TRUSTED_PROXIES": "1"})
+        started.append(service.server)
+        nginx = servers.start_template_nginx("nginx-template-slow", world.home, service.server.port, root)
+        started.append(nginx)
+        auth = {"Authorization": service.authorization}
+        small_url = nginx.base_url + service.path(SMALL_NAME)
+        expect_status(small_url, auth, 200)
+        wrk(nginx.base_url, [service.path(SMALL_NAME)], auth, duration=1)  # warm both workers' caches, as warm_up
+        workers = service.server.worker_pids()
+
+        result_box: list = []
+        errors: list[BaseException] = []
+
+        def run_slow() -> None:
+            try:
+                result_box.append(slow_readers(nginx.base_url, service.path(name), auth, SLOW_READERS, SLOW_RATE,
+                                               plan.slow_seconds))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the scenario's thread
+                errors.append(exc)
+
+        latencies: list[float] = []
+        probe_problems: list[str] = []
+        upstream_conns: list[int] = []
+        with RssSampler(workers, interval=0.05) as sampler:
+            slow = threading.Thread(target=run_slow, daemon=True)
+            phase_end = time.monotonic() + plan.slow_seconds
+            slow.start()
+            time.sleep(PROBE_START)
+            while len(latencies) < PROBES and time.monotonic() + 0.05 < phase_end:
+                upstream_conns.append(established_to(service.server.port))
+                seconds, problem = probe(small_url, auth, SMALL_SIZE,
+                                         min(PROBE_TIMEOUT, max(0.05, phase_end - time.monotonic())))
+                latencies.append(seconds)
+                if problem:
+                    probe_problems.append(problem)
+                time.sleep(0.05)
+            while time.monotonic() < phase_end - 0.1:
+                time.sleep(0.05)
+            during = sampler.growth_mib  # before the readers close (sampled every 50 ms)
+            slow.join(plan.slow_seconds + 30)
+            time.sleep(1.0)  # gunicorn now works through the requests queued behind the streams (their clients left)
+            after = [probe(small_url, auth, SMALL_SIZE, 10.0) for _ in range(3)]  # does the service recover?
+        before = max(sampler.before.values()) / 1024
+        rss_file = max(rss_kib(pid, "RssFile") for pid in workers) / 1024
+        rss_anon = max(rss_kib(pid, "RssAnon") for pid in workers) / 1024
+        if errors:
+            raise LoadError(f"slow readers: {errors[0]!r}")
+        if not result_box:
+            raise LoadError("slow readers did not finish")
+        result = result_box[0]
+
+        failures = result.failures
+        kinds = sorted({stream.error.split(":")[0].split(" after ")[0] for stream in failures if stream.error})
+        served_first = sorted(s.headers_after for s in result.streams if s.headers_after is not None)
+        failed = Row(label, "failed slow requests", [len(failures)], target=0, lower_is_better=True, worst_case=True)
+        failed.note = ("a failure is a connect error, a non-200 status or an end/reset by the server before the client "
+                       "closes" + (f"; seen: {', '.join(kinds)}; first: {failures[0].error}" if failures else ""))
+        waiting = Row(label, "never answered (no headers before close)", [result.never_answered],
+                      lower_is_better=True)
+        waiting.note = (f"{result.answered} of {SLOW_READERS} got a 200 while their client read "
+                        + (f"(headers after {served_first[0]:.2f}-{served_first[-1]:.2f} s)" if served_first else "")
+                        + f"; {result.never_answered} connected but got no response headers in {plan.slow_seconds:g} s "
+                        "(they waited behind the 16 busy gunicorn threads: nginx's proxy_read_timeout is 120 s, so "
+                        "none timed out within the run); ESTABLISHED nginx->gunicorn connections during the probes: "
+                        f"{min(upstream_conns, default=0)}-{max(upstream_conns, default=0)}")
+        active = Row(label, "streams served concurrently (max)", [max(result.active_samples, default=0)])
+        active.note = ("streams that received body bytes within a 0.5 s interval, sampled over the run: "
+                       f"median {statistics.median(result.active_samples) if result.active_samples else 0:g}, "
+                       f"max {max(result.active_samples, default=0)}; gunicorn.conf.py allows 2 workers x 8 threads = "
+                       "16 requests at a time, and with proxy_buffering off each stream holds its thread until the "
+                       "client stops reading")
+        rss = Row(label, "MiB", [sampler.growth_mib], target=TARGETS["rss_mib"], lower_is_better=True,
+                  worst_case=True)
+        rss.note = (f"worker RSS growth, largest of the 2 workers (RSS before up to {before:.0f} MiB): "
+                    f"{sampler.growth_mib:.1f} MiB over the run, the close of the readers and 1 s + 3 probes after "
+                    f"it; {during:.1f} MiB up to 0.1 s before they closed; "
+                    f"afterwards RssAnon {rss_anon:.0f} MiB, RssFile {rss_file:.0f} MiB (largest worker)")
+        answered = len(latencies) - len(probe_problems)
+        probes_ok = Row(label, f"probes answered (small Basic downloads, {PROBE_TIMEOUT:g} s timeout)", [answered],
+                        target=len(latencies))
+        probes_ok.note = (f"{answered} of {len(latencies)} sequential {SMALL_SIZE // 1024} KiB Basic downloads through "
+                          "the same nginx answered during the slow downloads"
+                          + (f"; first problem: {probe_problems[0][:150]}" if probe_problems else "")
+                          + "; after the slow readers closed: "
+                          + ", ".join(f"{seconds * 1000:.0f} ms" + (f" ({problem[:60]})" if problem else "")
+                                      for seconds, problem in after))
+        median = Row(label, "probe latency median ms", [statistics.median(latencies) * 1000 if latencies else 0],
+                     lower_is_better=True)
+        worst = Row(label, "probe latency max ms", [max(latencies, default=0) * 1000], lower_is_better=True)
+        worst.note = (f"timed-out probes count at their timeout ({PROBE_TIMEOUT:g} s, or what was left of the run): "
+                      "a lower bound")
+        return [failed, waiting, active, rss, probes_ok, median, worst]
+    finally:
+        for server in reversed(started):
+            servers.stop(server)
+
+
 SCENARIOS: list[tuple[str, Callable[[World, Plan], list[Row]]]] = [
     ("1/6 large local file", large_local),
     ("1b large local file through nginx (X-Accel offload, streamed)", large_local_nginx),
@@ -455,4 +591,5 @@ SCENARIOS: list[tuple[str, Callable[[World, Plan], list[Row]]]] = [
     ("4 token verify and burn", token_micro),
     ("4 token downloads", token_downloads),
     ("5/6 S3 large object", large_s3),
+    ("7 200 slow readers through nginx", slow_readers_nginx),
 ]
