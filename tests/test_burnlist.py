@@ -361,7 +361,7 @@ def test_sqlite_locked_past_the_timeout_is_unavailable_then_recovers(tmp_path: P
         started = time.monotonic()
         with pytest.raises(BurnListUnavailable, match="locked"):
             burnlist.burn(fresh_id(), FAR)
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 3.0  # bounded by the 0.3 s timeout, with room for a loaded machine
         with pytest.raises(BurnListUnavailable):
             burnlist.ping()
     finally:
@@ -514,7 +514,7 @@ def test_redis_stopped_is_unavailable_quickly_then_recovers(redis_server: object
             started = time.monotonic()
             with pytest.raises(BurnListUnavailable):
                 call()
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 3.0  # bounded by the 0.5 s timeout, with room for a loaded machine
     finally:
         server.start()  # type: ignore[attr-defined]
     assert burnlist.burn(fresh_id(), FAR) is True
@@ -566,7 +566,7 @@ def test_redis_nobody_listening_is_unavailable_quickly() -> None:
     started = time.monotonic()
     with pytest.raises(BurnListUnavailable):
         burnlist.burn(fresh_id(), FAR)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0  # bounded by the 0.5 s timeout, with room for a loaded machine
 
 
 def test_redis_too_slow_is_unavailable_within_the_timeout() -> None:
@@ -578,4 +578,4 @@ def test_redis_too_slow_is_unavailable_within_the_timeout() -> None:
         started = time.monotonic()
         with pytest.raises(BurnListUnavailable):
             burnlist.burn(fresh_id(), FAR)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3.0  # bounded by the 0.5 s timeout, with room for a loaded machine
