@@ -25,6 +25,7 @@ from pathlib import Path
 
 from app.importer import blob_path
 from deploy.render_nginx import render
+from tests.fixtures_storage import static_nginx_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -132,42 +133,15 @@ def stop_all() -> None:
 
 
 # ---- nginx ---------------------------------------------------------------------------------------------------------
-NGINX_CONF = """\
-worker_processes 1;
-master_process off;
-daemon off;
-pid {home}/nginx.pid;
-error_log {home}/nginx-error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {home}/client_body;
-    proxy_temp_path {home}/proxy;
-    fastcgi_temp_path {home}/fastcgi;
-    uwsgi_temp_path {home}/uwsgi;
-    scgi_temp_path {home}/scgi;
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    gzip off;
-    keepalive_requests 100000;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-    }}
-}}
-"""
-
-
 def start_nginx(home: Path, root: Path) -> Server:
     """nginx (one process, our uid) serving `root` statically with sendfile: the reference for local files."""
     home = home / "nginx"
     home.mkdir()
     port = free_port()
     conf = home / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(home=home, port=port, root=root))
+    conf.write_text(static_nginx_conf(home, port, root))
     binary = find_binary("nginx", "/usr/sbin/nginx")
-    return start("nginx", [binary, "-p", str(home), "-e", str(home / "nginx-error.log"), "-c", str(conf)],
+    return start("nginx", [binary, "-p", str(home), "-e", str(home / "error.log"), "-c", str(conf)],
                  home, port)
 
 

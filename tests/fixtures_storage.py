@@ -203,7 +203,7 @@ master_process off;
 daemon off;
 pid {home}/nginx.pid;
 error_log {home}/error.log warn;
-events {{ worker_connections 128; }}
+events {{ worker_connections 256; }}
 http {{
     access_log off;
     client_body_temp_path {home}/client_body;
@@ -213,7 +213,9 @@ http {{
     scgi_temp_path {home}/scgi;
     default_type application/octet-stream;
     sendfile on;
+    tcp_nopush on;
     gzip off;
+    keepalive_requests 100000;
     server {{
         listen 127.0.0.1:{port};
         root {root};
@@ -221,6 +223,12 @@ http {{
     }}
 }}
 """
+
+
+def static_nginx_conf(home: Path, port: int, root: Path) -> str:
+    """nginx.conf for one unprivileged process serving ``root`` statically (sendfile, no gzip, no access log);
+    ``/broken/`` always answers 503. Used by the HTTP-backend tests and as bench/'s reference server."""
+    return NGINX_CONF.format(home=home, port=port, root=root)
 
 
 @pytest.fixture(scope="session")
@@ -233,7 +241,7 @@ def nginx_static(tmp_path_factory) -> Iterator[NginxStatic]:
     server = NginxStatic(port=free_port(), root=home / "htdocs", home=home)
     server.root.mkdir()
     conf = home / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(home=home, port=server.port, root=server.root))
+    conf.write_text(static_nginx_conf(home, server.port, server.root))
     log = home / "error.log"
     try:
         server.process = subprocess.Popen([binary, "-p", str(home), "-e", str(log), "-c", str(conf)],

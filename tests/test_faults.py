@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from tests.fixtures_service import BIN, E2E_USERS, ROOT, Service, make_service, wait_for_http
-from tests.fixtures_storage import NGINX_CONF, find_binary, free_port, stop_process, wait_for_port
+from tests.fixtures_storage import find_binary, free_port, static_nginx_conf, stop_process, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -255,7 +255,7 @@ class OwnNginx:
 
     def start(self) -> None:
         conf = self.home / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(home=self.home, port=self.port, root=self.root))
+        conf.write_text(static_nginx_conf(self.home, self.port, self.root))
         log = self.home / "error.log"
         self.process = subprocess.Popen([self.binary, "-p", str(self.home), "-e", str(log), "-c", str(conf)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
