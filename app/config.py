@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 OFFLOAD_MODES = ("none", "x-accel")
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -61,15 +64,14 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
         storage_url=env.get("PKGDL_STORAGE_URL") or (var / "packages").as_uri(),
         storage_options=_json_object(env.get("PKGDL_STORAGE_OPTIONS", ""), "PKGDL_STORAGE_OPTIONS"),
         secret_keys=_secret_keys(env.get("PKGDL_SECRET_KEYS", ""), var / "secret_keys"),
-        token_max_age=_integer(env.get("PKGDL_TOKEN_MAX_AGE", ""), "PKGDL_TOKEN_MAX_AGE", 86400),
+        token_max_age=_converted(env, "PKGDL_TOKEN_MAX_AGE", 86400, int, "a whole number"),
         burnlist_url=env.get("PKGDL_BURNLIST_URL") or f"sqlite:///{var / 'burnlist.sqlite3'}",
         users_file=env.get("PKGDL_USERS_FILE") or str(var / "users.toml"),
         public_url=(env.get("PKGDL_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
         offload=(env.get("PKGDL_OFFLOAD") or "none").strip().lower(),
-        catalog_ttl=_number(env.get("PKGDL_CATALOG_TTL", ""), "PKGDL_CATALOG_TTL", 30.0),
-        login_attempts_per_minute=_integer(env.get("PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", ""),
-                                           "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", 10),
-        trusted_proxies=_integer(env.get("PKGDL_TRUSTED_PROXIES", ""), "PKGDL_TRUSTED_PROXIES", 0),
+        catalog_ttl=_converted(env, "PKGDL_CATALOG_TTL", 30.0, float, "a number"),
+        login_attempts_per_minute=_converted(env, "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", 10, int, "a whole number"),
+        trusted_proxies=_converted(env, "PKGDL_TRUSTED_PROXIES", 0, int, "a whole number"),
     )
 
 
@@ -93,19 +95,12 @@ def _json_object(raw: str, name: str) -> dict:
     return value
 
 
-def _integer(raw: str, name: str, default: int) -> int:
+def _converted(env: Mapping[str, str], name: str, default: T, convert: Callable[[str], T], kind: str) -> T:
+    """``convert`` of the variable's value, the default when it is unset or blank, a ConfigError naming it if bad."""
+    raw = env.get(name, "")
     if not raw.strip():
         return default
     try:
-        return int(raw)
+        return convert(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-
-
-def _number(raw: str, name: str, default: float) -> float:
-    if not raw.strip():
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
