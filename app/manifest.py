@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 import unicodedata
@@ -69,6 +71,12 @@ class Manifest:
     def package(self, pid: int) -> Package | None:
         """The package whose dbId is ``pid``, or None."""
         return self._by_id.get(pid)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the canonical manifest: a validator for what is derived from it (computed once per object,
+        and workers keep their Manifest objects for PKGDL_CATALOG_TTL)."""
+        return hashlib.sha256(dump_manifest(self)).hexdigest()
 
 
 def validate_scan_ids(uid: str, siid: int, sid: int) -> None:

@@ -103,14 +103,16 @@ def scan_packages(uid: str, siid: str, sid: str) -> Response:
     uid, siid_number, sid_number = scan_ids(uid, siid, sid)
     user = require_reader(uid)
     manifest = services().catalog.manifest(uid, siid_number, sid_number)
-    packages = list(manifest.packages)
+    packages, validators = list(manifest.packages), [manifest.digest]
     compare_with = request.args.get("compareWith")
     if compare_with:
-        other = _scan_named(compare_with, user)
-        packages = packages_differing_from(packages, services().catalog.manifest(*other).packages)
+        other = services().catalog.manifest(*_scan_named(compare_with, user))
+        packages = packages_differing_from(packages, other.packages)
+        validators.append(other.digest)
     as_json = wants_json()
+    validators.append("json" if as_json else "xml")
     # Weak: every answer carries fresh tokens, so two answers are equivalent, not byte-identical.
-    etag = f'W/"{hashlib.sha256(repr((manifest, compare_with, as_json)).encode()).hexdigest()[:40]}"'
+    etag = f'W/"{hashlib.sha256(" ".join(validators).encode()).hexdigest()[:40]}"'
     headers = {"ETag": etag, "Vary": "Authorization, Accept", "Cache-Control": "private, no-cache"}
     if evaluate("GET", request.headers, Representation(etag=etag, last_modified=None, size=0)).status == 304:
         return empty_response(304, headers)

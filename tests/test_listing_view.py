@@ -92,6 +92,18 @@ def test_compare_with(client, scan, storage, tmp_path):
     assert other_user.status_code == 403
 
 
+def test_compare_with_etag_follows_the_other_scan(client, scan, storage, tmp_path):
+    first = tmp_path / "a-1-1.noarch.rpm"
+    first.write_bytes(b"a")
+    add_packages(storage, "alice", 12, 36, [str(first)])
+    url = f"{scan.listing_path()}?compareWith=users/alice/scannedinstances/12/scans/36"
+    etag = client.get(url, headers=ALICE).headers["ETag"]
+    second = tmp_path / "b-1-1.noarch.rpm"
+    second.write_bytes(b"b")
+    add_packages(storage, "alice", 12, 36, [str(second)])
+    assert client.get(url, headers={**ALICE, "If-None-Match": etag}).status_code == 200
+
+
 def test_accepted_query_parameters(client, scan):
     query = "excludeFiles=true&all=true&fromRepo=false&uploaded=false&notSelected=false"
     assert client.get(f"{scan.listing_path()}?{query}", headers=ALICE).status_code == 200
