@@ -104,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 runs, short durations, 64 MiB (< 2 minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the .md and .png")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) for inspection")
+    parser.add_argument("--only", metavar="PREFIX", action="append",
+                        help="run only the scenarios whose name starts with PREFIX (repeatable), e.g. --only 4; "
+                             "the report then goes to bench/results/partial/ unless --out says otherwise")
     args = parser.parse_args(argv)
+    scenarios = [(name, run) for name, run in SCENARIOS if not args.only or name.startswith(tuple(args.only))]
+    if args.only and args.out == RESULTS:
+        args.out = RESULTS / "partial"  # a partial run never replaces the committed full or quick results
     plan = Plan.make(args.quick)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop what we started
     started, load_before = time.monotonic(), Path("/proc/loadavg").read_text().split(" ", 3)[:3]
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         world = start_world(home, plan, failures)
         warm_up(world, plan)
-        for name, scenario in SCENARIOS:
+        for name, scenario in scenarios:
             print(f"[bench] {name} ...", flush=True)
             try:
                 rows += scenario(world, plan)

@@ -372,6 +372,101 @@ def test_sqlite_locked_past_the_timeout_is_unavailable_then_recovers(tmp_path: P
     burnlist.close()
 
 
+class _HeldFirstCommit:
+    """Wraps a SqliteBurnList's group commit: records each group, holds the first one until released."""
+
+    def __init__(self, burnlist: SqliteBurnList) -> None:
+        self.groups: list[list[str]] = []
+        self.first_started, self.release = threading.Event(), threading.Event()
+        self._commit = burnlist._commit
+        burnlist._commit = self  # type: ignore[method-assign]
+
+    def __call__(self, batch: list[tuple[str, int]]) -> list[bool]:
+        self.groups.append([token_id for token_id, _ in batch])
+        if len(self.groups) == 1:
+            self.first_started.set()
+            assert self.release.wait(timeout=10)
+        return self._commit(batch)
+
+
+def _burn_in_threads(burnlist: SqliteBurnList, token_ids: list[str]) -> tuple[list[threading.Thread], dict]:
+    results: dict[int, bool | BaseException] = {}
+
+    def burn(index: int, token_id: str) -> None:
+        try:
+            results[index] = burnlist.burn(token_id, FAR)
+        except BurnListUnavailable as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=burn, args=pair) for pair in enumerate(token_ids)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def _waiting(burnlist: SqliteBurnList, count: int) -> bool:
+    return wait_until(lambda: len(burnlist._group._pending) == count)
+
+
+def test_sqlite_burns_arriving_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
+    burnlist = SqliteBurnList(str(tmp_path / "b.db"))
+    held = _HeldFirstCommit(burnlist)
+    first, results = _burn_in_threads(burnlist, ["first"])
+    assert held.first_started.wait(timeout=10)
+    ids = [fresh_id() for _ in range(8)] + ["twice", "twice"]
+    queued, queued_results = _burn_in_threads(burnlist, ids)
+    assert _waiting(burnlist, len(ids))
+    held.release.set()
+    for thread in first + queued:
+        thread.join(timeout=10)
+    assert held.groups == [["first"], ids]  # one transaction (one fsync) for all ten
+    assert results == {0: True}
+    assert [queued_results[index] for index in range(8)] == [True] * 8
+    assert sorted([queued_results[8], queued_results[9]]) == [False, True]  # the same id twice in one group
+    rows = burnlist._connect().execute("SELECT count(*) FROM burned").fetchone()[0]
+    assert rows == 10
+    burnlist.close()
+
+
+def test_sqlite_a_failed_group_answers_every_member_and_writes_nothing(tmp_path: Path) -> None:
+    burnlist = SqliteBurnList(str(tmp_path / "b.db"), timeout=0.3)
+    held = _HeldFirstCommit(burnlist)
+    first, _ = _burn_in_threads(burnlist, ["first"])
+    assert held.first_started.wait(timeout=10)
+    ids = [fresh_id() for _ in range(5)]
+    queued, results = _burn_in_threads(burnlist, ids)
+    assert _waiting(burnlist, len(ids))
+    writer = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the group's commit will find the file locked
+    try:
+        held.release.set()
+        for thread in first + queued:
+            thread.join(timeout=10)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert all(isinstance(results[index], BurnListUnavailable) for index in range(len(ids)))
+    assert [burnlist.burn(token_id, FAR) for token_id in ids] == [True] * len(ids)  # none was burned
+    burnlist.close()
+
+
+def test_sqlite_a_burn_never_taken_into_a_group_gives_up_at_its_timeout(tmp_path: Path) -> None:
+    burnlist = SqliteBurnList(str(tmp_path / "b.db"), timeout=0.3)
+    held = _HeldFirstCommit(burnlist)
+    first, _ = _burn_in_threads(burnlist, ["first"])
+    assert held.first_started.wait(timeout=10)
+    started = time.monotonic()
+    with pytest.raises(BurnListUnavailable, match="waiting"):
+        burnlist.burn("late", FAR)
+    assert time.monotonic() - started < 3.0
+    assert burnlist._group._pending == []  # it left the queue: no later group writes it
+    held.release.set()
+    for thread in first:
+        thread.join(timeout=10)
+    assert burnlist.burn("late", FAR) is True
+    burnlist.close()
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory that an unprivileged user can reach (pytest's tmp_path is private to root)."""
