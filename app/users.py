@@ -80,20 +80,24 @@ class UserDirectory:
     def _refresh(self) -> None:
         # A stat per request is measurable on the 304 path; looking once a second still applies `pkgdl users`
         # changes within a second.
-        now = time.monotonic()
-        if now < self._next_check:
-            return
-        self._next_check = now + RECHECK_SECONDS
-        try:
-            stat = self.path.stat()
-            stamp: tuple | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            stamp = None
-        if stamp == self._stamp:
+        if time.monotonic() < self._next_check:
             return
         with self._lock:
-            self._users = load_users(self.path) if stamp else {}
-            self._stamp = stamp
+            # The next check is moved only once the users are loaded: threads that come meanwhile wait here instead
+            # of reading the users of before (at a worker's start: none, so a right password got a 401).
+            if time.monotonic() < self._next_check:
+                return
+            try:
+                try:
+                    stat = self.path.stat()
+                    stamp: tuple | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                except FileNotFoundError:
+                    stamp = None
+                if stamp != self._stamp:
+                    self._users = load_users(self.path) if stamp else {}
+                    self._stamp = stamp
+            finally:
+                self._next_check = time.monotonic() + RECHECK_SECONDS
 
 
 def load_users(path: Path) -> dict[str, User]:

@@ -96,3 +96,38 @@ def test_malformed_file_is_a_clear_error(tmp_path):
     path.write_text("[users.alice\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_users(path)
+
+
+def test_threads_arriving_during_the_first_load_wait_for_it(directory, monkeypatch):
+    # Regression: the first thread moved the next-check time before loading, so threads arriving meanwhile read the
+    # empty directory of a fresh worker and a right password got a 401 (seen in a profile under gunicorn).
+    import threading
+
+    real_load = users_module.load_users
+    loading = threading.Event()
+
+    def slow_load(path):
+        loading.set()
+        time.sleep(0.3)
+        return real_load(path)
+
+    monkeypatch.setattr(users_module, "load_users", slow_load)
+    found = []
+    first = threading.Thread(target=lambda: found.append(directory.get("alice")))
+    first.start()
+    assert loading.wait(5)
+    others = [threading.Thread(target=lambda: found.append(directory.get("alice"))) for _ in range(4)]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert [user.login if user else None for user in found] == ["alice"] * 5
+
+
+def test_a_file_that_becomes_malformed_keeps_the_last_users(directory):
+    assert directory.get("alice") is not None
+    directory.path.write_text("[users.alice\n")
+    directory._next_check = 0.0
+    with pytest.raises(ValueError, match="not valid TOML"):
+        directory.get("alice")
+    assert directory.get("alice") is not None  # the next request within the recheck interval uses the last users
