@@ -21,6 +21,11 @@ limit_request_line = 4094
 limit_request_fields = 64
 limit_request_field_size = 8190
 
+# gunicorn >= 25 opens a control socket (worker counts, reload, shutdown) at one default path per user
+# ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl): several instances on one host would fight over it, and nothing here
+# uses it. Signals (HUP, TTIN/TTOU, TERM) still manage the server.
+control_socket_disable = True
+
 accesslog = os.environ.get("PKGDL_ACCESS_LOG", "-")
 errorlog = os.environ.get("PKGDL_ERROR_LOG", "-")
 # One JSON object per request (app/access_log.py): the path WITHOUT its query string, since a downloadToken must never

@@ -185,3 +185,15 @@ def test_failed_logins_are_throttled_across_workers(tmp_path):
         assert "retry-after:" in result.stdout.decode().lower()
     finally:
         throttled.stop()
+
+
+def test_no_control_socket_is_opened(tmp_path):
+    # gunicorn >= 25 would open one per user at a shared default path, which two instances on a host fight over.
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    service = make_service(tmp_path / "svc", {"XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp_path)})
+    try:
+        assert curl("-f", f"{service.base_url}/healthz").returncode == 0
+        assert list(runtime.iterdir()) == [] and not (tmp_path / ".gunicorn").exists()
+    finally:
+        service.stop()
