@@ -80,15 +80,19 @@ def evaluate(method: str, headers: Mapping[str, str], rep: Representation,
 
 def _precondition_status(headers: Mapping[str, str], rep: Representation) -> int | None:
     """412 or 304 when a precondition decides the answer, else None."""
+    if_match = headers.get("If-Match")
+    if_none_match = headers.get("If-None-Match")
+    if if_match is None and if_none_match == rep.etag and headers.get("If-Unmodified-Since") is None:
+        # The usual revalidation: the one tag we sent, sent back as is (weak comparison matches, 13.1.2). Nothing
+        # earlier in 13.2.2 applies, so this is the general rule's answer without parsing a list.
+        return 304
     current = _parse_entity_tag(rep.etag)
     last_modified = _whole_seconds(rep.last_modified) if rep.last_modified is not None else None
-    if_match = headers.get("If-Match")
     if if_match is not None:
         if not _field_matches(if_match, current, strong=True):
             return 412
     elif _is_after(last_modified, headers.get("If-Unmodified-Since")):
         return 412
-    if_none_match = headers.get("If-None-Match")
     if if_none_match is not None:
         if _field_matches(if_none_match, current, strong=False):
             return 304
