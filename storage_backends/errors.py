@@ -96,6 +96,15 @@ def _type_table() -> tuple[tuple[type[BaseException], type[OSError] | object], .
     except ImportError:  # pragma: no cover
         pass
     try:
+        import urllib3.exceptions as urllib3_errors
+
+        table += [
+            (urllib3_errors.TimeoutError, TimeoutError),  # connect and read timeouts
+            (urllib3_errors.HTTPError, ConnectionError),  # refused, reset, TLS, body cut short
+        ]
+    except ImportError:  # pragma: no cover - botocore pulls urllib3 in
+        pass
+    try:
         import aiohttp
 
         table += [

@@ -35,6 +35,8 @@ S3_CONFIG_DEFAULTS: dict[str, Any] = {
     "signature_version": "s3v4",
 }
 S3FS_RETRIES = 2
+# Lifetime of the presigned URL an object GET is made with (it is used at once, by this process only).
+PRESIGNED_READ_SECONDS = 300
 HTTP_TIMEOUT_DEFAULTS: dict[str, float | None] = {
     "total": None,
     "connect": 5,
@@ -332,6 +334,7 @@ class _S3Backend(_Backend):
         config = {**S3_CONFIG_DEFAULTS, **options.get("config_kwargs", {})}
         super().__init__(root, {"use_listings_cache": False, **options, "config_kwargs": config})
         self.bucket = root.split("/", 1)[0]
+        self._pool: tuple[int, Any] | None = None
 
     def create_filesystem(self) -> Any:
         """An S3FileSystem with our retry count (an attribute, not a constructor argument)."""
@@ -342,7 +345,27 @@ class _S3Backend(_Backend):
     def open_blob(self, fs: Any, location: str, size: int) -> IO[bytes]:
         """HEAD for the size (and a clean 404/403 before any byte), then one streaming GET per read position."""
         _check_size(fs.info(location)["size"], size)
-        return _S3Stream(fs, location, size)
+        return _S3Stream(lambda: self.presigned_url(fs, location, PRESIGNED_READ_SECONDS), self._http_pool(), size)
+
+    def _http_pool(self) -> Any:
+        """This process's urllib3 pool for the object GETs (thread-safe; connections kept alive between reads)."""
+        pid = os.getpid()
+        if self._pool is None or self._pool[0] != pid:
+            import urllib3
+
+            config = self.options["config_kwargs"]
+            verify = self.options.get("client_kwargs", {}).get("verify", True)
+            tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {}
+            if isinstance(verify, str):
+                tls["ca_certs"] = verify
+            pool = urllib3.PoolManager(
+                maxsize=16,
+                retries=False,  # the first read happens before any byte is sent: a fault there is answered cleanly
+                timeout=urllib3.Timeout(connect=config["connect_timeout"], read=config["read_timeout"]),
+                **tls,
+            )
+            self._pool = (pid, pool)
+        return self._pool[1]
 
     def read_versioned(self, fs: Any, location: str) -> tuple[bytes, str]:
         """The object and its ETag, from one GET."""
@@ -394,13 +417,14 @@ def _precondition_failed(exc: BaseException) -> bool:
 class _S3Stream(io.RawIOBase):
     """Reads an S3 object through ONE GET from the current position to the end, in the caller's chunk sizes.
 
-    s3fs's files fetch a block per request (4 MiB read-ahead: ~0.3-0.4 of a direct GET, bench/); a single streamed
-    GET keeps only aiohttp's small socket buffer and one caller-sized chunk in memory. A seek elsewhere starts a new
-    GET (download.py seeks once per range).
+    The GET is of a presigned URL, read by urllib3 in the calling thread. Measured against a direct GET (bench/,
+    scenario 5): s3fs's files, which fetch a 4 MiB block per request, ~0.3-0.4; one streamed aiobotocore GET, which
+    hops to s3fs's event-loop thread for every chunk, ~0.57; this, with no hop and no per-block request, see
+    README's Performance section. A seek elsewhere starts a new GET (download.py seeks once per range).
     """
 
-    def __init__(self, fs: Any, location: str, size: int) -> None:
-        self._fs, self._location, self._size = fs, location, size
+    def __init__(self, presign: Callable[[], str | None], pool: Any, size: int) -> None:
+        self._presign, self._pool, self._size = presign, pool, size
         self._position = 0
         self._body: Any = None
 
@@ -425,13 +449,26 @@ class _S3Stream(io.RawIOBase):
         if wanted <= 0:
             return b""
         if self._body is None:
-            bucket, key, _ = self._fs.split_path(self._location)
-            answer = self._sync(self._fs._call_s3, "get_object", Bucket=bucket, Key=key,
-                                Range=f"bytes={self._position}-{self._size - 1}")
-            self._body = answer["Body"]
-        data = self._sync(_read_up_to, self._body, wanted)
+            self._body = self._get()
+        data = self._body.read(wanted, decode_content=False)
         self._position += len(data)
         return data
+
+    def _get(self) -> Any:
+        """Start the GET from the current position; a failing status raises before any byte was read."""
+        url = self._presign()
+        if url is None:
+            raise ConnectionError("S3 presigning is not available")
+        headers = {"Range": f"bytes={self._position}-{self._size - 1}"} if self._position else {}
+        response = self._pool.request("GET", url, headers=headers, preload_content=False, decode_content=False,
+                                      redirect=False)
+        if response.status not in (200, 206):
+            response.release_conn()
+            raise_for_status(response.status if response.status >= 400 else 502)
+        if (response.status == 206) != bool(self._position):
+            response.release_conn()
+            raise BlobSizeMismatch("storage answered another part of the object than asked for")
+        return response
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -443,26 +480,13 @@ class _S3Stream(io.RawIOBase):
         super().close()
 
     def _drop_body(self) -> None:
+        """Return a fully read connection to the pool; close one left mid-body (its rest is never read)."""
         if self._body is not None:
             body, self._body = self._body, None
             with contextlib.suppress(Exception):
-                body.close()
-
-    def _sync(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a coroutine function on the filesystem's event loop thread and wait for it."""
-        return sync(self._fs.loop, function, *args, **kwargs)
-
-
-async def _read_up_to(body: Any, wanted: int) -> bytes:
-    """Up to ``wanted`` bytes from a streaming body, in one hop to the event loop (b"" at the end)."""
-    parts, missing = [], wanted
-    while missing > 0:
-        part = await body.read(missing)
-        if not part:
-            break
-        parts.append(part)
-        missing -= len(part)
-    return b"".join(parts)
+                if self._position < self._size:
+                    body.close()
+                body.release_conn()
 
 
 class _HttpBackend(_Backend):

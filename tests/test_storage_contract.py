@@ -247,7 +247,7 @@ def test_blob_reader_is_bounded(backend: Backend, tmp_path: Path) -> None:
         finally:
             tracemalloc.stop()
     assert received == len(big)
-    if backend.name == "s3":  # one streamed GET: a chunk and aiohttp's socket buffer
+    if backend.name == "s3":  # one streamed GET: a chunk and the socket buffer
         assert peak <= 2 * MiB + READ_AHEAD, f"peak {peak / MiB:.1f} MiB while streaming"
     if backend.name == "http":  # fsspec's HTTPFile reads each read-ahead block whole (measured: 15 MiB flat)
         assert peak <= 4 * (MiB + READ_AHEAD), f"peak {peak / MiB:.1f} MiB while streaming"
