@@ -471,24 +471,32 @@ def probe(url: str, headers: dict[str, str], size: int, timeout: float) -> tuple
 
 
 def slow_readers_nginx(world: World, plan: Plan) -> list[Row]:
-    """200 concurrent Basic downloads of the large local file through the template nginx (PKGDL_OFFLOAD=none, as
-    1b streamed), each read at <= 256 KiB/s for plan.slow_seconds then closed; meanwhile worker RSS is sampled and
-    sequential small Basic downloads through the same nginx probe whether the service still answers.
+    """Scenario 7 twice: with X-Accel offload (the production setting of docker-compose.yml and `make stack`), then
+    streamed by the app (PKGDL_OFFLOAD=none)."""
+    return slow_readers_mode(world, plan, "x-accel") + slow_readers_mode(world, plan, "none")
 
-    gunicorn.conf.py gives 2 gthread workers x 8 threads = 16 requests at a time; with proxy_buffering off each
-    stream holds its thread for as long as the client reads, so the rest wait (in gunicorn's queue or backlog): the
-    rows say how many streams were served, how many never got an answer, and what the probes saw.
+
+def slow_readers_mode(world: World, plan: Plan, offload: str) -> list[Row]:
+    """200 concurrent Basic downloads of the large local file through the template nginx, each read at <= 256 KiB/s
+    for plan.slow_seconds then closed; meanwhile worker RSS is sampled and sequential small Basic downloads through
+    the same nginx probe whether the service still answers.
+
+    gunicorn.conf.py gives 2 gthread workers x 8 threads = 16 requests at a time. Streamed (offload none, proxy
+    buffering off), each stream holds its thread for as long as the client reads, so the rest wait (in gunicorn's
+    queue or backlog); with offload the app answers at once and nginx sends the bytes. The rows say how many streams
+    were served, how many never got an answer, and what the probes saw.
     """
     root = Path(urllib.request.url2pathname(urlsplit(world.local.env["PKGDL_STORAGE_URL"]).path))
     size = plan.large_sizes[0]
     name = LARGE_NAME.format(mib=size // MiB)
-    label = f"7. {SLOW_READERS} slow readers via nginx ({SLOW_RATE // 1024} KiB/s, {plan.slow_seconds:g} s)"
+    mode = "X-Accel offload" if offload == "x-accel" else "streamed"
+    label = f"7. {SLOW_READERS} slow readers via nginx, {mode} ({SLOW_RATE // 1024} KiB/s, {plan.slow_seconds:g} s)"
     started: list[Server] = []
     try:
-        service = servers.start_pkgdl_variant(world.local, "local-slow", world.home,
-                                              {"PKGDL_OFFLOAD": "none", "PKGDL_TRUSTED_PROXIES": "1"})
+        service = servers.start_pkgdl_variant(world.local, f"local-slow-{offload}", world.home,
+                                              {"PKGDL_OFFLOAD": offload, "PKGDL_TRUSTED_PROXIES": "1"})
         started.append(service.server)
-        nginx = servers.start_template_nginx("nginx-template-slow", world.home, service.server.port, root)
+        nginx = servers.start_template_nginx(f"nginx-template-slow-{offload}", world.home, service.server.port, root)
         started.append(nginx)
         auth = {"Authorization": service.authorization}
         small_url = nginx.base_url + service.path(SMALL_NAME)
@@ -548,15 +556,16 @@ def slow_readers_nginx(world: World, plan: Plan) -> list[Row]:
         waiting.note = (f"{result.answered} of {SLOW_READERS} got a 200 while their client read "
                         + (f"(headers after {served_first[0]:.2f}-{served_first[-1]:.2f} s)" if served_first else "")
                         + f"; {result.never_answered} connected but got no response headers in {plan.slow_seconds:g} s "
-                        "(they waited behind the 16 busy gunicorn threads: nginx's proxy_read_timeout is 120 s, so "
-                        "none timed out within the run); ESTABLISHED nginx->gunicorn connections during the probes: "
+                        "(streamed, they wait behind the 16 busy gunicorn threads: nginx's proxy_read_timeout is 120 "
+                        "s, so none timed out within the run); ESTABLISHED nginx->gunicorn connections during the "
+                        "probes: "
                         f"{min(upstream_conns, default=0)}-{max(upstream_conns, default=0)}")
         active = Row(label, "streams served concurrently (max)", [max(result.active_samples, default=0)])
         active.note = ("streams that received body bytes within a 0.5 s interval, sampled over the run: "
                        f"median {statistics.median(result.active_samples) if result.active_samples else 0:g}, "
                        f"max {max(result.active_samples, default=0)}; gunicorn.conf.py allows 2 workers x 8 threads = "
-                       "16 requests at a time, and with proxy_buffering off each stream holds its thread until the "
-                       "client stops reading")
+                       "16 requests at a time; streamed, with proxy_buffering off, each stream holds its thread until "
+                       "the client stops reading; offloaded, nginx sends the bytes")
         rss = Row(label, "MiB", [sampler.growth_mib], target=TARGETS["rss_mib"], lower_is_better=True,
                   worst_case=True)
         rss.note = (f"worker RSS growth, largest of the 2 workers (RSS before up to {before:.0f} MiB): "
