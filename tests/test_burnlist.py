@@ -467,6 +467,21 @@ def test_sqlite_a_burn_never_taken_into_a_group_gives_up_at_its_timeout(tmp_path
     burnlist.close()
 
 
+def test_sqlite_an_id_burned_by_another_process_between_read_and_insert(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    burnlist = SqliteBurnList(str(tmp_path / "b.db"))
+    other = SqliteBurnList(str(tmp_path / "b.db"))
+    assert other.burn("raced", FAR) is True
+    # The read saw nothing (the other process had not committed yet); the one-statement insert then conflicts.
+    monkeypatch.setattr(SqliteBurnList, "_burned_among", staticmethod(lambda connection, token_ids: set()))
+    fresh = fresh_id()
+    assert burnlist._commit([(fresh, FAR), ("raced", FAR), (fresh, FAR)]) == [True, False, False]
+    rows = dict(burnlist._connect().execute("SELECT jti, expires FROM burned"))
+    assert set(rows) == {fresh, "raced"}
+    burnlist.close()
+    other.close()
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory that an unprivileged user can reach (pytest's tmp_path is private to root)."""
