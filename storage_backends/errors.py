@@ -99,8 +99,12 @@ def _type_table() -> tuple[tuple[type[BaseException], type[OSError] | object], .
         import urllib3.exceptions as urllib3_errors
 
         table += [
+            # After the retry urllib3 raises MaxRetryError: what counts is the fault that ended the last attempt.
+            (urllib3_errors.MaxRetryError, lambda exc: builtin_for(exc.reason) or ConnectionError),
+            # NewConnectionError (refused, DNS) subclasses ConnectTimeoutError in urllib3 2: an outage, not a timeout.
+            (urllib3_errors.NewConnectionError, ConnectionError),
             (urllib3_errors.TimeoutError, TimeoutError),  # connect and read timeouts
-            (urllib3_errors.HTTPError, ConnectionError),  # refused, reset, TLS, body cut short
+            (urllib3_errors.HTTPError, ConnectionError),  # reset, TLS, body cut short, retries exhausted
         ]
     except ImportError:  # pragma: no cover - botocore pulls urllib3 in
         pass

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -360,10 +361,15 @@ class _S3Backend(_Backend):
                 tls["ca_certs"] = verify
             pool = urllib3.PoolManager(
                 maxsize=16,
-                retries=False,  # the first read happens before any byte is sent: a fault there is answered cleanly
+                # One retry of the request (a kept-alive connection the server had just closed); bodies are never
+                # re-read (preload_content=False), so a retry can never repeat or skip bytes.
+                retries=urllib3.Retry(total=1, redirect=False, status=0, raise_on_status=False),
                 timeout=urllib3.Timeout(connect=config["connect_timeout"], read=config["read_timeout"]),
                 **tls,
             )
+            # urllib3 logs request URLs (DEBUG, and WARNING for unparsable headers): ours carry a signature.
+            if logging.getLogger("urllib3").level == logging.NOTSET:
+                logging.getLogger("urllib3").setLevel(logging.ERROR)
             self._pool = (pid, pool)
         return self._pool[1]
 
@@ -462,12 +468,16 @@ class _S3Stream(io.RawIOBase):
         headers = {"Range": f"bytes={self._position}-{self._size - 1}"} if self._position else {}
         response = self._pool.request("GET", url, headers=headers, preload_content=False, decode_content=False,
                                       redirect=False)
-        if response.status not in (200, 206):
-            response.release_conn()
-            raise_for_status(response.status if response.status >= 400 else 502)
-        if (response.status == 206) != bool(self._position):
-            response.release_conn()
-            raise BlobSizeMismatch("storage answered another part of the object than asked for")
+        try:
+            if response.status not in (200, 206):
+                raise_for_status(response.status if response.status >= 400 else 502)
+            if (response.status == 206) != bool(self._position):
+                raise BlobSizeMismatch("storage answered another part of the object than asked for")
+            if response.length_remaining is not None and response.length_remaining != self._size - self._position:
+                raise BlobSizeMismatch("storage object is not the size the catalog says")
+        except BaseException:
+            _discard(response)
+            raise
         return response
 
     def readinto(self, buffer: Any) -> int:
@@ -483,10 +493,19 @@ class _S3Stream(io.RawIOBase):
         """Return a fully read connection to the pool; close one left mid-body (its rest is never read)."""
         if self._body is not None:
             body, self._body = self._body, None
-            with contextlib.suppress(Exception):
-                if self._position < self._size:
-                    body.close()
-                body.release_conn()
+            if body.length_remaining == 0:
+                with contextlib.suppress(Exception):
+                    body.release_conn()
+            else:
+                _discard(body)
+
+
+def _discard(response: Any) -> None:
+    """Close the connection of a response whose body is not read to the end: pooled, its unread bytes (an error
+    document, the rest of an object) would be taken for the answer to the next request on it."""
+    with contextlib.suppress(Exception):
+        response.close()
+        response.release_conn()
 
 
 class _HttpBackend(_Backend):

@@ -17,11 +17,16 @@ DATA = bytes(range(256)) * 64  # 16 KiB
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so a connection left with unread bytes would show
     """GET /ok honours Range; /no-range ignores it; /status/N answers N; /short ends early."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.startswith("/status/"):
-            self.send_error(int(self.path.rsplit("/", 1)[1]))
+            error = b"<Error><Code>SlowDown</Code></Error>"  # kept alive, as S3 does
+            self.send_response(int(self.path.rsplit("/", 1)[1]))
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
             return
         start = 0
         ranged = self.headers.get("Range")
@@ -31,7 +36,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if self.path == "/short" else body)
+        if self.path == "/short":
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True  # the server hangs up mid-body
+        else:
+            self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -89,3 +98,36 @@ def test_no_presigned_url_is_an_outage() -> None:
     stream = _S3Stream(lambda: None, urllib3.PoolManager(), 10)
     with pytest.raises(ConnectionError):
         stream.read(1)
+
+
+def test_error_bodies_never_reach_the_next_request_on_a_kept_alive_connection(server: str) -> None:
+    pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=2))
+    for _ in range(3):
+        failing = _S3Stream(lambda: f"{server}/status/503", pool, len(DATA))
+        with pytest.raises(ConnectionError):
+            failing.read(10)
+        failing.close()
+        working = _S3Stream(lambda: server + "/ok", pool, len(DATA))
+        assert working.read(-1) == DATA
+        working.close()
+
+
+def test_an_object_of_another_size_is_refused_before_any_byte(server: str) -> None:
+    pool = urllib3.PoolManager(retries=False)
+    stream = _S3Stream(lambda: server + "/ok", pool, len(DATA) - 1)  # the catalog says one byte less
+    with pytest.raises(BlobSizeMismatch):
+        stream.read(10)
+    stream.close()
+
+
+def test_refused_connections_are_an_outage_not_a_timeout() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens once it is closed
+    pool = urllib3.PoolManager(retries=urllib3.Retry(total=1, redirect=False, status=0))
+    stream = _S3Stream(lambda: f"http://127.0.0.1:{port}/x", pool, 10)
+    with pytest.raises(ConnectionError) as caught, translated_errors():
+        stream.read(1)
+    assert not isinstance(caught.value, TimeoutError)
