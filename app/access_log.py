@@ -50,7 +50,7 @@ _last_second: tuple[int, str] = (0, "")
 def _clf_now() -> str:
     """The time as gunicorn's ``Logger.now`` writes it (Apache common log format), formatted once per second."""
     global _last_second
-    second = int(time.time())
-    if _last_second[0] != second:
-        _last_second = (second, time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second)))
-    return _last_second[1]
+    second, cached = int(time.time()), _last_second  # one read: another thread may replace it meanwhile
+    if cached[0] != second:
+        cached = _last_second = (second, time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second)))
+    return cached[1]

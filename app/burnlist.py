@@ -293,11 +293,13 @@ class _GroupCommit:
         """Commit one group and hand every member its answer (or the fault)."""
         try:
             answers = commit([(burn.token_id, burn.keep) for burn in group])
+            if len(answers) != len(group):
+                raise BurnListUnavailable("SQLite burn-list: a commit answered for another number of burns")
         except BaseException as exc:
             # Every member must get an answer, whatever went wrong, or it would wait forever.
             error = exc if isinstance(exc, BurnListUnavailable) else BurnListUnavailable(f"SQLite burn-list: {exc!r}")
-            for burn in group:
-                burn.error = error
+            for burn in group:  # one exception object per waiter: raised in several threads, tracebacks would pile up
+                burn.error = BurnListUnavailable(str(error))
             if not isinstance(exc, Exception):
                 raise
         else:

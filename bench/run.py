@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                              "the report then goes to bench/results/partial/ unless --out says otherwise")
     args = parser.parse_args(argv)
     scenarios = [(name, run) for name, run in SCENARIOS if not args.only or name.startswith(tuple(args.only))]
+    if args.only and not scenarios:
+        parser.error(f"no scenario starts with {' or '.join(args.only)}: {', '.join(name for name, _ in SCENARIOS)}")
     if args.only and args.out == RESULTS:
         args.out = RESULTS / "partial"  # a partial run never replaces the committed full or quick results
     plan = Plan.make(args.quick)
