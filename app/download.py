@@ -59,8 +59,9 @@ def package_response(storage: Storage, package: Package, method: str, request_he
         raise error
     headers.update(_content_headers(package))
     blob = storage.open_blob(package.path, package.size)  # also proves the blob is there before any burn
+    is_local = storage.local_path(package.path) is not None
     if policy.offload and method != "HEAD" and not decision.ranges and not _is_conditional(request_headers):
-        target = _offload_target(storage, package)
+        target = _offload_target(storage, package, is_local)
         if target is not None:
             blob.close()
             return _offloaded(target, package, headers, policy)
@@ -68,11 +69,9 @@ def package_response(storage: Storage, package: Package, method: str, request_he
         blob.close()
         headers["Content-Length"] = str(package.size)
         return Response(status=200, headers=headers)
-    if file_wrapper is not None and not decision.ranges and storage.local_path(package.path) is not None \
-            and package.size <= SENDFILE_MAX:
+    if file_wrapper is not None and not decision.ranges and is_local and package.size <= SENDFILE_MAX:
         return _sendfile(blob, package, headers, policy, file_wrapper)
-    chunk_size = LOCAL_CHUNK_SIZE if storage.local_path(package.path) is not None else CHUNK_SIZE
-    return _streamed(blob, package, decision.ranges, headers, policy, chunk_size)
+    return _streamed(blob, package, decision.ranges, headers, policy, LOCAL_CHUNK_SIZE if is_local else CHUNK_SIZE)
 
 
 def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], headers: dict[str, str],
@@ -108,9 +107,9 @@ def _is_conditional(request_headers: Mapping[str, str]) -> bool:
     return any(request_headers.get(name) is not None for name in _CONDITIONAL_HEADERS)
 
 
-def _offload_target(storage: Storage, package: Package) -> str | None:
+def _offload_target(storage: Storage, package: Package, is_local: bool) -> str | None:
     """Where nginx finds the bytes: the file under the storage root, or a presigned S3 GET; None streams."""
-    if storage.local_path(package.path) is not None:
+    if is_local:
         return OFFLOAD_LOCAL_PREFIX + quote(package.path)
     presigned = storage.presigned_url(package.path, PRESIGNED_SECONDS)
     if presigned is None:
