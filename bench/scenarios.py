@@ -168,15 +168,20 @@ def stream_pair(service: Pkgdl, name: str, size: int, reference_url: str, runs: 
     return [interleaved(runs, pkgdl, lambda: curl_speed(reference_url, size) / MiB, speed), rss]
 
 
+def _stream_rows(label: str, reference: str, target: float, subject: str) -> tuple[Row, Row]:
+    """The speed row of a single-stream scenario and its row of worker RSS growth (scenario 6)."""
+    return (Row(label, "MiB/s", reference_name=reference, target=target),
+            Row(f"6. worker RSS growth, {subject}", "MiB", target=TARGETS["rss_mib"], lower_is_better=True,
+                worst_case=True))
+
+
 def large_local(world: World, plan: Plan) -> list[Row]:
     """pkgdl over file:// vs nginx sendfile on one large file; worker RSS growth during the pkgdl streams."""
     rows = []
     for size in plan.large_sizes:
         name = LARGE_NAME.format(mib=size // MiB)
-        speed = Row(f"1. local single stream {size // MiB} MiB", "MiB/s", reference_name="nginx static",
-                    target=TARGETS["large"])
-        rss = Row(f"6. worker RSS growth, local {size // MiB} MiB", "MiB", target=TARGETS["rss_mib"],
-                  lower_is_better=True, worst_case=True)
+        speed, rss = _stream_rows(f"1. local single stream {size // MiB} MiB", "nginx static", TARGETS["large"],
+                                  f"local {size // MiB} MiB")
         nginx_url = f"{world.nginx.base_url}/{world.local.blobs[name]}"
         rows += stream_pair(world.local, name, size, nginx_url, plan.runs, speed, rss)
     return rows
@@ -439,10 +444,8 @@ def large_s3(world: World, plan: Plan) -> list[Row]:
     fs, rows = world.weed.filesystem(), []
     for size in plan.large_sizes:
         name = LARGE_NAME.format(mib=size // MiB)
-        speed = Row(f"5. S3 single stream {size // MiB} MiB", "MiB/s", reference_name="direct GET (presigned)",
-                    target=TARGETS["s3"])
-        rss = Row(f"6. worker RSS growth, S3 {size // MiB} MiB", "MiB", target=TARGETS["rss_mib"],
-                  lower_is_better=True, worst_case=True)
+        speed, rss = _stream_rows(f"5. S3 single stream {size // MiB} MiB", "direct GET (presigned)", TARGETS["s3"],
+                                  f"S3 {size // MiB} MiB")
         direct = fs.sign(f"{world.weed.bucket}/{world.s3_prefix}/{world.s3.blobs[name]}", expiration=3600)
         rows += stream_pair(world.s3, name, size, direct, plan.runs, speed, rss)
     return rows
