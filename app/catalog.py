@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 
 from app.manifest import Manifest, Package, manifest_path, parse_manifest
 from storage_backends import Storage
+
+log = logging.getLogger("pkgdl.catalog")
 
 
 class Catalog:
@@ -27,6 +30,8 @@ class Catalog:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         manifest = parse_manifest(self.storage.read_bytes(manifest_path(uid, siid, sid)), uid=uid, siid=siid, sid=sid)
+        for entry in manifest.unusable:  # once per worker and PKGDL_CATALOG_TTL; they are left out of the listing
+            log.warning("scan %s/%s/%s: unusable manifest entry %s", uid, siid, sid, entry.describe())
         if self.ttl > 0:
             with self._lock:
                 self._cache[key] = (time.monotonic() + self.ttl, manifest)
@@ -36,7 +41,8 @@ class Catalog:
         return manifest
 
     def package(self, uid: str, siid: int, sid: int, pid: int) -> Package:
-        """One package of a scan; FileNotFoundError when the scan or the package does not exist."""
+        """One package of a scan; FileNotFoundError when the scan or the package does not exist, ManifestError when
+        its entry is unusable."""
         package = self.manifest(uid, siid, sid).package(pid)
         if package is None:
             raise FileNotFoundError("no such package")

@@ -137,11 +137,14 @@ def catalog_add(uid: str, siid: int, sid: int, files: tuple[str, ...]) -> None:
 @catalog.command("list", with_appcontext=False)
 @_scan_options
 def catalog_list(uid: str, siid: int, sid: int) -> None:
-    """List a scan's packages: pid, fullName, size, sha256."""
-    from app.importer import list_packages
+    """List a scan's packages: pid, fullName, size, sha256; unusable entries are named on standard error."""
+    from app.importer import read_scan
 
-    for package in list_packages(_storage(_settings()), uid, siid, sid):
+    manifest = read_scan(_storage(_settings()), uid, siid, sid)
+    for package in manifest.packages if manifest else ():
         click.echo(f"{package.db_id}\t{package.full_name}\t{package.size}\t{package.sha256}")
+    for entry in manifest.unusable if manifest else ():
+        click.echo(f"unusable entry {entry.describe()}", err=True)
 
 
 # ---- tokens and burn-list ----------------------------------------------------------------------------------------
@@ -189,8 +192,11 @@ def burnlist_purge() -> None:
 
 # ---- operations --------------------------------------------------------------------------------------------------
 @cli.command("check", with_appcontext=False)
-def check() -> None:
-    """Validate the configuration and reach the storage and the burn-list."""
+@click.option("--uid", help="Also check this scan's manifest (with --siid and --sid).")
+@click.option("--siid", type=click.IntRange(0, 10**18 - 1), help="Scanned instance id.")
+@click.option("--sid", type=click.IntRange(0, 10**18 - 1), help="Scan id.")
+def check(uid: str | None, siid: int | None, sid: int | None) -> None:
+    """Validate the configuration and reach the storage and the burn-list (and a scan's manifest, if named)."""
     from app.burnlist import open_burnlist
     from app.users import load_users
 
@@ -201,6 +207,10 @@ def check() -> None:
         ("storage", lambda: _storage(settings).ping()),
         ("burn-list", lambda: open_burnlist(settings.burnlist_url).ping()),
     ]
+    if uid is not None or siid is not None or sid is not None:
+        if uid is None or siid is None or sid is None:
+            raise click.UsageError("--uid, --siid and --sid go together")
+        steps.append((f"scan {uid}/{siid}/{sid}", lambda: _check_scan(_storage(settings), uid, siid, sid)))
     failed = False
     for name, step in steps:
         try:
@@ -211,6 +221,21 @@ def check() -> None:
             click.echo(f"FAIL  {name}: {exc}")
     if failed:
         raise SystemExit(1)
+
+
+def _check_scan(storage, uid: str, siid: int, sid: int) -> None:  # noqa: ANN001 - a storage_backends.Storage
+    """Raise naming every unusable entry of the scan's manifest (or the manifest's own fault)."""
+    from app.importer import read_scan
+    from app.manifest import ManifestError
+
+    try:
+        manifest = read_scan(storage, uid, siid, sid)
+    except ManifestError as exc:
+        raise ValueError(f"the manifest is unusable ({exc.reason})") from None
+    if manifest is None:
+        raise FileNotFoundError("no manifest for this scan")
+    if manifest.unusable:
+        raise ValueError("unusable entries: " + "; ".join(entry.describe() for entry in manifest.unusable))
 
 
 @cli.command("demo", with_appcontext=False)

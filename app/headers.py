@@ -16,10 +16,15 @@ _ATTR_CHAR_PUNCTUATION = "!#$&+-.^_`|~"
 _UNSAFE_FALLBACK = re.compile(r"[^A-Za-z0-9._+\-~@=,()\[\] ]")
 
 
+def without_controls(text: str) -> str:
+    """The text without control, format, surrogate and unassigned characters (a manifest name may hold a CR/LF, or
+    a lone surrogate that UTF-8 cannot encode)."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+
+
 def file_name_of(full_name: str) -> str:
     """The last path segment of a package's file name, without control characters; 'download' when nothing is left."""
-    base = re.split(r"[/\\]", full_name)[-1]
-    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
+    base = without_controls(re.split(r"[/\\]", full_name)[-1]).strip()
     return base if base not in ("", ".", "..") else "download"
 
 

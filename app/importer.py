@@ -40,9 +40,18 @@ def blob_path(sha256: str) -> str:
 
 
 def list_packages(storage: Storage, uid: str, siid: int, sid: int) -> list[Package]:
-    """A scan's packages ordered by dbId; empty when the scan has no manifest yet."""
-    manifest = _existing_manifest(storage, uid, siid, sid)
+    """A scan's usable packages ordered by dbId; empty when the scan has no manifest yet."""
+    manifest = read_scan(storage, uid, siid, sid)
     return list(manifest.packages) if manifest is not None else []
+
+
+def read_scan(storage: Storage, uid: str, siid: int, sid: int) -> Manifest | None:
+    """A scan's manifest (its unusable entries included), or None when the scan has none yet."""
+    try:
+        raw = storage.read_bytes(manifest_path(uid, siid, sid))
+    except FileNotFoundError:
+        return None
+    return parse_manifest(raw, uid=uid, siid=siid, sid=sid)
 
 
 def add_packages(storage: Storage, uid: str, siid: int, sid: int, files: Sequence[str],
@@ -67,7 +76,15 @@ def add_packages(storage: Storage, uid: str, siid: int, sid: int, files: Sequenc
 
 
 def _parsed(current: tuple[bytes, str] | None, uid: str, siid: int, sid: int) -> tuple[Package, ...]:
-    return parse_manifest(current[0], uid=uid, siid=siid, sid=sid).packages if current else ()
+    if not current:
+        return ()
+    # A broken manifest raises ManifestError (a ValueError), and one with unusable entries is refused too: rewriting
+    # it would silently drop those entries.
+    manifest = parse_manifest(current[0], uid=uid, siid=siid, sid=sid)
+    if manifest.unusable:
+        raise ValueError("the scan's manifest has unusable entries; fix or remove them first: "
+                         + "; ".join(entry.describe() for entry in manifest.unusable))
+    return manifest.packages
 
 
 def _merged(existing: Sequence[Package], stored: Sequence[tuple[str, str, _Digests]],
@@ -88,15 +105,6 @@ def _merged(existing: Sequence[Package], stored: Sequence[tuple[str, str, _Diges
             next_id += 1
         added.append(package)
     return packages, added
-
-
-def _existing_manifest(storage: Storage, uid: str, siid: int, sid: int) -> Manifest | None:
-    try:
-        raw = storage.read_bytes(manifest_path(uid, siid, sid))
-    except FileNotFoundError:
-        return None
-    # A broken manifest raises ManifestError (a ValueError): appending to it would silently drop its packages.
-    return parse_manifest(raw, uid=uid, siid=siid, sid=sid)
 
 
 def _full_name(path: str) -> str:

@@ -7,6 +7,8 @@ import html
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
+from app.headers import without_controls
+
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -34,7 +36,7 @@ after that, the link can no longer be used.</p>
 def render_landing_page(file_name: str) -> str:
     """Return the HTML page whose button POSTs back to the same URL (query string and token included)."""
     # No action attribute: the form posts to the current URL, which carries the token in its query string.
-    return _PAGE.format(file_name=html.escape(file_name, quote=True))
+    return _PAGE.format(file_name=html.escape(without_controls(file_name), quote=True))
 
 
 def prefers_html(accept_header: str | None) -> bool:

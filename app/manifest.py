@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,10 @@ MAX_ID = 10**18 - 1  # ids travel in URLs as ^[0-9]{1,18}$
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # ~100k packages; anything larger is not a manifest we wrote
 MAX_TEXT = 1024
 MAX_SIZE = 2**63 - 1
+MAX_EPOCH = 2**31 - 1  # UForge's schema types epoch as xs:int; rpm and dpkg epochs are far smaller in practice
+# Descriptive text a scanner copies from the machine: a control character there (a CR/LF in a file name) is dropped
+# where the value is shown (Content-Disposition, XML, the landing page), never a reason to refuse the package.
+_DESCRIPTIVE_FIELDS = frozenset({"name", "version", "release", "arch", "fullName", "type"})
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 # RFC 3339 date-time; producers may send an offset or fractions: we keep UTC whole seconds, as HTTP dates do.
@@ -53,13 +58,30 @@ class Package:
 
 
 @dataclass(frozen=True)
+class UnusableEntry:
+    """A manifest entry that cannot be served: its position, its dbId when that much is readable, and what is wrong
+    (a field name, never a value: hostile values stay out of logs)."""
+
+    index: int
+    db_id: int | None
+    reason: str
+
+    def describe(self) -> str:
+        """One line for logs and the CLI: where the entry is and which field is wrong (never its values)."""
+        which = f"dbId {self.db_id}" if self.db_id is not None else "no usable dbId"
+        return f"packages[{self.index}] ({which}): {self.reason}"
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """A scan's identity and its packages, ordered by dbId, with a pid lookup."""
+    """A scan's identity and its packages, ordered by dbId, with a pid lookup; entries that cannot be served are
+    kept apart in ``unusable``, so one odd entry affects only its own package."""
 
     uid: str
     siid: int
     sid: int
     packages: tuple[Package, ...]
+    unusable: tuple[UnusableEntry, ...] = ()
     _by_id: Mapping[int, Package] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -69,14 +91,23 @@ class Manifest:
         object.__setattr__(self, "_by_id", by_id)
 
     def package(self, pid: int) -> Package | None:
-        """The package whose dbId is ``pid``, or None."""
-        return self._by_id.get(pid)
+        """The package whose dbId is ``pid``, or None; ManifestError when its entry is unusable (a server error for
+        that package alone)."""
+        package = self._by_id.get(pid)
+        if package is None:
+            for entry in self.unusable:
+                if entry.db_id == pid:
+                    raise ManifestError(entry.reason)
+        return package
 
     @functools.cached_property
     def digest(self) -> str:
         """sha256 of the canonical manifest: a validator for what is derived from it (computed once per object,
         and workers keep their Manifest objects for PKGDL_CATALOG_TTL)."""
-        return hashlib.sha256(dump_manifest(self)).hexdigest()
+        # ASCII-escaped: a tolerated name may hold a lone surrogate, which UTF-8 cannot encode.
+        canonical = json.dumps([self.uid, self.siid, self.sid, [package_fields(p) for p in self.packages]],
+                               ensure_ascii=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def validate_scan_ids(uid: str, siid: int, sid: int) -> None:
@@ -152,8 +183,30 @@ def parse_manifest(raw: bytes, uid: str | None = None, siid: int | None = None,
     entries = document.get("packages")
     if not isinstance(entries, list):
         raise ManifestError("packages")
-    packages = sorted((_package(entry, index) for index, entry in enumerate(entries)), key=lambda p: p.db_id)
-    return Manifest(file_uid, file_siid, file_sid, tuple(packages))
+    packages, unusable = _entries(entries)
+    return Manifest(file_uid, file_siid, file_sid, tuple(sorted(packages, key=lambda p: p.db_id)), tuple(unusable))
+
+
+def _entries(entries: list[object]) -> tuple[list[Package], list[UnusableEntry]]:
+    """Each entry parsed on its own: the usable packages, and the rest with the reason. A dbId that occurs twice
+    is ambiguous, so every entry carrying it is unusable (never a guess at which one was meant)."""
+    parsed: list[tuple[int, Package]] = []
+    unusable: list[UnusableEntry] = []
+    for index, entry in enumerate(entries):
+        try:
+            parsed.append((index, _package(entry, index)))
+        except ManifestError as error:
+            db_id = entry.get("dbId") if isinstance(entry, dict) else None
+            field_name = error.reason.removeprefix(f"packages[{index}]").removeprefix(".") or "not an object"
+            unusable.append(UnusableEntry(index, db_id if _is_id(db_id) else None, field_name))
+    counts = Counter([p.db_id for _, p in parsed] + [u.db_id for u in unusable if u.db_id is not None])
+    duplicated = {db_id for db_id, count in counts.items() if count > 1}
+    if duplicated:
+        twice = "dbId occurs more than once"
+        unusable = [UnusableEntry(u.index, u.db_id, twice) if u.db_id in duplicated else u for u in unusable]
+        unusable += [UnusableEntry(index, p.db_id, twice) for index, p in parsed if p.db_id in duplicated]
+        parsed = [(index, p) for index, p in parsed if p.db_id not in duplicated]
+    return [p for _, p in parsed], sorted(unusable, key=lambda u: u.index)
 
 
 def _load_json(raw: bytes) -> object:
@@ -183,7 +236,8 @@ def _package(entry: object, index: int) -> Package:
 
     def text(key: str, *, required: bool = False, pattern: re.Pattern[str] | None = None) -> str:
         value = entry.get(key)
-        if (not isinstance(value, str) or len(value) > MAX_TEXT or has_control_characters(value)
+        if (not isinstance(value, str) or len(value) > MAX_TEXT
+                or (key not in _DESCRIPTIVE_FIELDS and has_control_characters(value))
                 or (required and not value) or (pattern is not None and not pattern.fullmatch(value))):
             raise ManifestError(f"packages[{index}].{key}")
         return value
@@ -193,7 +247,7 @@ def _package(entry: object, index: int) -> Package:
         raise ManifestError(f"packages[{index}].dbId")
     if not _is_int(size) or not 0 <= size <= MAX_SIZE:
         raise ManifestError(f"packages[{index}].size")
-    if epoch is not None and (not _is_int(epoch) or not 0 <= epoch <= 2**32 - 1):
+    if epoch is not None and (not _is_int(epoch) or not 0 <= epoch <= MAX_EPOCH):
         raise ManifestError(f"packages[{index}].epoch")
     return Package(
         db_id=db_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -90,3 +91,31 @@ def test_demo_seeds_and_is_idempotent(env, tmp_path, monkeypatch):
     assert (tmp_path / "var" / "secret_keys").exists()
     second = run("demo")
     assert second.output.splitlines()[1] == first.output.splitlines()[1]  # same password line
+
+
+def test_unusable_manifest_entries_are_named_by_list_check_and_add(env, tmp_path):
+    first, second = tmp_path / "a-1-1.noarch.rpm", tmp_path / "b-1-1.noarch.rpm"
+    first.write_bytes(b"a")
+    second.write_bytes(b"b")
+    run("catalog", "add", "--uid", "alice", "--siid", "1", "--sid", "2", str(first), str(second))
+    manifest = tmp_path / "packages" / "alice" / "1" / "2" / "packages.json"
+    document = json.loads(manifest.read_text())
+    del document["packages"][0]["sha256sum"]
+    manifest.write_text(json.dumps(document))
+
+    listed = CliRunner().invoke(cli, ["catalog", "list", "--uid", "alice", "--siid", "1", "--sid", "2"])
+    assert listed.exit_code == 0
+    assert listed.stdout.startswith("2\tb-1-1.noarch.rpm\t1\t") and "a-1-1" not in listed.stdout
+    assert "unusable entry packages[0] (dbId 1): sha256sum" in listed.stderr
+
+    checked = run("check", "--uid", "alice", "--siid", "1", "--sid", "2")
+    assert checked.exit_code == 1
+    assert "FAIL  scan alice/1/2: unusable entries: packages[0] (dbId 1): sha256sum" in checked.output
+    assert "Traceback" not in checked.output
+    assert run("check", "--uid", "alice").exit_code == 2  # the three options go together
+
+    third = tmp_path / "c-1-1.noarch.rpm"
+    third.write_bytes(b"c")
+    refused = run("catalog", "add", "--uid", "alice", "--siid", "1", "--sid", "2", str(third))
+    assert refused.exit_code == 1 and "unusable entries" in refused.output
+    assert json.loads(manifest.read_text()) == document  # nothing rewritten, nothing dropped

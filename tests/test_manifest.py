@@ -123,6 +123,7 @@ def entry_with(key: str, value: object) -> bytes:
     return mutated(("packages", 0, key), value)
 
 
+# Faults of the document itself: the scan cannot be read at all (a 502 for every package of it).
 BROKEN = {
     "not json": b"{",
     "not utf-8": b'{"uid": "\xff"}',
@@ -139,6 +140,10 @@ BROKEN = {
     "sid float": mutated(("sid",), 34.0),
     "no packages": mutated(("packages",), ...),
     "packages object": mutated(("packages",), {}),
+}
+
+# Faults of one entry: that package alone is unusable (left out of the listing, a 502 for its pid), never the scan.
+UNUSABLE_ENTRY = {
     "package not object": mutated(("packages", 0), "x"),
     "duplicate dbId": encode({**DOCUMENT, "packages": [ENTRY, {**ENTRY, "fullName": "other"}]}),
     "no dbId": entry_with("dbId", ...),
@@ -161,11 +166,7 @@ BROKEN = {
     "epoch huge": entry_with("epoch", 2**32),
     "name number": entry_with("name", 1),
     "version missing": entry_with("version", ...),
-    "name with newline": entry_with("name", "a\nb"),
     "fullName empty": entry_with("fullName", ""),
-    "fullName with CR": entry_with("fullName", "a\rb.rpm"),
-    "fullName with NUL": entry_with("fullName", "a\x00b.rpm"),
-    "fullName lone surrogate": entry_with("fullName", "a\udcffb.rpm"),
     "fullName too long": entry_with("fullName", "a" * 2000),
     "type empty": entry_with("type", ""),
     "mimeType not a media type": entry_with("mimeType", "text/html\r\nX-Evil: 1"),
@@ -185,6 +186,15 @@ BROKEN = {
     "path empty": entry_with("path", ""),
     "path with scheme": entry_with("path", "s3://other-bucket/x"),
     "path drive": entry_with("path", "C:/x"),
+    "epoch beyond xs:int": entry_with("epoch", 2**31),
+}
+
+# Descriptive text with control characters is served, the characters dropped where the value is shown.
+TOLERATED = {
+    "name with newline": entry_with("name", "a\nb"),
+    "fullName with CR": entry_with("fullName", "a\rb.rpm"),
+    "fullName with NUL": entry_with("fullName", "a\x00b.rpm"),
+    "fullName lone surrogate": entry_with("fullName", "a\udcffb.rpm"),
 }
 
 
@@ -196,6 +206,40 @@ def test_broken_manifests_raise_manifest_error(raw):
     assert str(caught.value) == "invalid scan manifest"  # generic: no hostile value reaches a log or a body
 
 
+GOOD_NEIGHBOUR = {**ENTRY, "dbId": 7, "fullName": "neighbour-1-1.noarch.rpm"}
+
+
+@pytest.mark.parametrize("raw", UNUSABLE_ENTRY.values(), ids=UNUSABLE_ENTRY.keys())
+def test_an_unusable_entry_affects_only_itself(raw):
+    document = json.loads(raw)
+    document["packages"].append(GOOD_NEIGHBOUR)
+    manifest = parse_manifest(encode(document))
+    assert [p.db_id for p in manifest.packages] == [7]
+    assert manifest.package(7).full_name == "neighbour-1-1.noarch.rpm"
+    assert manifest.unusable and all(entry.index == 0 or entry.reason == "dbId occurs more than once"
+                                     for entry in manifest.unusable)
+    for entry in manifest.unusable:
+        assert "/secret" not in entry.describe() and entry.describe().startswith(f"packages[{entry.index}]")
+        if entry.db_id is not None:
+            with pytest.raises(ManifestError):
+                manifest.package(entry.db_id)
+
+
+def test_a_duplicated_db_id_makes_every_entry_carrying_it_unusable():
+    manifest = parse_manifest(encode({**DOCUMENT, "packages": [ENTRY, GOOD_NEIGHBOUR, {**ENTRY, "fullName": "b"}]}))
+    assert [(u.index, u.db_id, u.reason) for u in manifest.unusable] == [
+        (0, 1001, "dbId occurs more than once"), (2, 1001, "dbId occurs more than once")]
+    with pytest.raises(ManifestError):
+        manifest.package(1001)
+    assert manifest.package(7) is not None
+
+
+@pytest.mark.parametrize("raw", TOLERATED.values(), ids=TOLERATED.keys())
+def test_control_characters_in_descriptive_text_are_tolerated(raw):
+    manifest = parse_manifest(raw)
+    assert not manifest.unusable and manifest.package(1001) is not None
+
+
 def test_oversized_manifest_is_refused(monkeypatch):
     raw = encode(DOCUMENT)
     monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", len(raw) - 1)
@@ -204,9 +248,9 @@ def test_oversized_manifest_is_refused(monkeypatch):
 
 
 def test_reason_names_the_field_not_the_value():
-    with pytest.raises(ManifestError) as caught:
-        parse_manifest(entry_with("path", "/secret/value"))
-    assert caught.value.reason == "packages[0].path"
+    (entry,) = parse_manifest(entry_with("path", "/secret/value")).unusable
+    assert (entry.index, entry.db_id, entry.reason) == (0, 1001, "path")
+    assert entry.describe() == "packages[0] (dbId 1001): path"
 
 
 def test_manifest_refuses_duplicate_ids_when_built_in_code():
