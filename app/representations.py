@@ -1,18 +1,46 @@
-"""UForge representations: the scannedPackages listing and the uforgeError body, as XML (default) or JSON."""
+"""UForge representations: the scannedPackages listing and the uforgeError body, as XML (default) or JSON.
+
+The judge is UForge's schema (uforge.xsd, public in usharesoft/api-docs) and the PyXB bindings the UForge SDK generated
+from it. Every complexType there is an ``xs:sequence`` whose extensions list their base type's elements first, so
+element ORDER is part of the contract, and only elements the schema defines may appear. The tuples below are that
+order; the writer sorts by them and refuses any other name, so a field added in the wrong place fails loudly.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from flask import Response, has_request_context, request
 
 UFORGE_NS = "http://www.usharesoft.com/uforge"
+# Exactly this: the UForge SDK turns a 2xx body into objects only when Content-Type equals "application/xml" (it
+# compares the whole header); the XML prolog already says UTF-8.
 XML_TYPE = "application/xml"
 JSON_TYPE = "application/json"
+
+# UForgeObject, then UForgeUploadObject, then Pkg, then ScannedPkg (uforge.xsd; the order of the schema, which is not
+# alphabetical: `shortTag` comes before `repositoryName`, `epoch` last of Pkg).
+SCANNED_PACKAGE_ELEMENTS = (
+    "created", "dbId", "digest", "lastModified",
+    "md5sum", "mimeType", "sha256sum", "size", "status", "uploaded", "uploadedTime",
+    "arch", "binaryUri", "default", "extract", "fullName", "install", "installLocation", "language", "name",
+    "origName", "params", "parentUri", "pkgBuildDate", "pkgFileDate", "release", "shortTag", "repositoryName",
+    "sticky", "type", "uri", "version", "epoch",
+    "deleted", "deltaLocation", "deltaModified", "distributionUri", "filesUri", "fromRepo", "headers", "inherited",
+    "mirrorPath", "mirrorType", "modifiedFiles", "notModifiedFiles", "postunScripts", "preunScripts",
+    "scannedInstanceId", "selected", "tag",
+)
+# ScannedPkgs extends UForgeObjects (`total`), then the wrapper of the repeated scannedPackage.
+SCANNED_PACKAGES_ELEMENTS = ("total", "scannedPackages")
+UFORGE_ERROR_ELEMENTS = ("localizedErrorMsg", "requestMethod", "requestUri", "statusCode", "timestamp")
+LOCALIZED_MESSAGE_ELEMENTS = ("message", "messageId", "parameters")
+
+WireValue = str | int | bool | dict | list
 
 
 def wants_json() -> bool:
@@ -23,60 +51,87 @@ def wants_json() -> bool:
     return accept.quality(JSON_TYPE) > accept.quality(XML_TYPE)
 
 
+def xs_datetime(moment: datetime, milliseconds: bool = False) -> str:
+    """An xs:dateTime in UTC with 'Z' (UForge spells its timestamps with milliseconds)."""
+    moment = moment.astimezone(UTC)
+    if milliseconds:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def xml_safe(text: str) -> str:
+    """The text without the characters XML 1.0 cannot carry or would alter: C0/C1 controls (CR and LF included,
+    which parsers normalise), lone surrogates, U+FFFE and U+FFFF. A hostile manifest name never breaks a document."""
+    if text.isprintable():  # the usual case: nothing to drop (isprintable is False for every control)
+        return text
+    return "".join(ch for ch in text
+                   if unicodedata.category(ch) not in ("Cc", "Cs") and ch not in "\ufffe\uffff")
+
+
 def error_response(status: int, message: str, message_id: str) -> Response:
     """A uforgeError body for the current request (the URI without its query string: it may carry a token)."""
-    method = request.method if has_request_context() else ""
-    uri = _printable(request.path) if has_request_context() else ""
     fields = {
+        "localizedErrorMsg": wire_object({"message": message, "messageId": message_id}, LOCALIZED_MESSAGE_ELEMENTS),
+        "requestMethod": request.method if has_request_context() else None,
+        "requestUri": _printable(request.path) if has_request_context() else None,
         "statusCode": status,
-        "requestMethod": method,
-        "requestUri": uri,
-        "timestamp": int(time.time() * 1000),
-        "localizedErrorMsg": {"message": message, "messageId": message_id},
+        "timestamp": datetime.now(UTC),
     }
-    return _render("uforgeError", fields, status)
+    return _render("uforgeError", wire_object(fields, UFORGE_ERROR_ELEMENTS), status, wants_json())
 
 
-def scanned_packages_response(packages: Sequence[Mapping], as_json: bool) -> Response:
-    """The scannedPackages listing object (SPEC 4.2)."""
+def scanned_packages_response(packages: Sequence[Mapping[str, object]], as_json: bool) -> Response:
+    """The scannedPackages listing object (SPEC 4.2); each package a mapping of ScannedPkg element names."""
+    listing = {
+        "total": len(packages),
+        "scannedPackages": {"scannedPackage": [wire_object(p, SCANNED_PACKAGE_ELEMENTS) for p in packages]},
+    }
+    return _render("scannedPackages", wire_object(listing, SCANNED_PACKAGES_ELEMENTS), 200, as_json)
+
+
+def wire_object(fields: Mapping[str, object], order: Sequence[str]) -> dict[str, WireValue]:
+    """The fields in schema order, without empty ones, values in their wire form (the same for XML and JSON):
+    integers stay numbers, datetimes become xs:dateTime strings, strings lose what XML cannot carry."""
+    position = {name: index for index, name in enumerate(order)}
+    unknown = set(fields) - set(position)
+    if unknown:
+        raise ValueError(f"not elements of this UForge type: {sorted(unknown)}")
+    wire: dict[str, WireValue] = {}
+    for name in sorted(fields, key=position.__getitem__):
+        value = _wire_value(fields[name])
+        if value is not None and value != "":
+            wire[name] = value
+    return wire
+
+
+def _wire_value(value: object) -> WireValue | None:
+    if isinstance(value, datetime):
+        return xs_datetime(value, milliseconds=value.microsecond != 0)
+    if isinstance(value, str):
+        return xml_safe(value)
+    return value  # type: ignore[return-value] - int, bool, None, or a nested object already in wire form
+
+
+def _render(name: str, wire: Mapping[str, WireValue], status: int, as_json: bool) -> Response:
     if as_json:
-        body = {"scannedPackages": {"total": len(packages), "scannedPackages": {"scannedPackage": list(packages)}}}
-        return Response(json.dumps(body, separators=(",", ":")), 200, content_type=JSON_TYPE)
-    root = ET.Element(f"{{{UFORGE_NS}}}scannedPackages")
-    ET.SubElement(root, "total").text = str(len(packages))
-    holder = ET.SubElement(root, "scannedPackages")
-    for package in packages:
-        _append_fields(ET.SubElement(holder, "scannedPackage"), package)
-    return Response(_xml_bytes(root), 200, content_type=f"{XML_TYPE}; charset=utf-8")
-
-
-def _render(name: str, fields: Mapping, status: int) -> Response:
-    if wants_json():
-        return Response(json.dumps({name: fields}, separators=(",", ":")), status, content_type=JSON_TYPE)
+        return Response(json.dumps({name: wire}, separators=(",", ":"), ensure_ascii=False), status,
+                        content_type=JSON_TYPE)
     root = ET.Element(f"{{{UFORGE_NS}}}{name}")
-    _append_fields(root, fields)
-    return Response(_xml_bytes(root), status, content_type=f"{XML_TYPE}; charset=utf-8")
+    _append(root, wire)
+    return Response(ET.tostring(root, encoding="utf-8", xml_declaration=True), status, content_type=XML_TYPE)
 
 
-def _append_fields(parent: ET.Element, fields: Mapping) -> None:
-    for key, value in fields.items():
-        if value is None:
-            continue
-        child = ET.SubElement(parent, key)
-        if isinstance(value, Mapping):
-            _append_fields(child, value)
-        else:
-            child.text = _xml_text(value)
-
-
-def _xml_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _xml_bytes(root: ET.Element) -> bytes:
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+def _append(parent: ET.Element, wire: Mapping[str, WireValue]) -> None:
+    """Unqualified children (the schema's elementFormDefault); a list repeats its element."""
+    for key, value in wire.items():
+        for item in value if isinstance(value, list) else [value]:
+            child = ET.SubElement(parent, key)
+            if isinstance(item, Mapping):
+                _append(child, item)
+            elif isinstance(item, bool):
+                child.text = "true" if item else "false"
+            else:
+                child.text = str(item)
 
 
 def _printable(path: str) -> str:
