@@ -11,6 +11,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 OFFLOAD_MODES = ("none", "x-accel")
+DEFAULT_BIND = "127.0.0.1:8080"  # gunicorn.conf.py's default for PKGDL_BIND
 T = TypeVar("T")
 
 
@@ -67,12 +68,25 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
         token_max_age=_converted(env, "PKGDL_TOKEN_MAX_AGE", 86400, int, "a whole number"),
         burnlist_url=env.get("PKGDL_BURNLIST_URL") or f"sqlite:///{var / 'burnlist.sqlite3'}",
         users_file=env.get("PKGDL_USERS_FILE") or str(var / "users.toml"),
-        public_url=(env.get("PKGDL_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+        public_url=(env.get("PKGDL_PUBLIC_URL") or public_url_of_bind(env.get("PKGDL_BIND") or "")).rstrip("/"),
         offload=(env.get("PKGDL_OFFLOAD") or "none").strip().lower(),
         catalog_ttl=_converted(env, "PKGDL_CATALOG_TTL", 30.0, float, "a number"),
         login_attempts_per_minute=_converted(env, "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", 10, int, "a whole number"),
         trusted_proxies=_converted(env, "PKGDL_TRUSTED_PROXIES", 0, int, "a whole number"),
     )
+
+
+def public_url_of_bind(bind: str) -> str:
+    """Where a client on this machine reaches gunicorn's (first) bind address: the default PKGDL_PUBLIC_URL, so
+    that `make run` on another port prints links that work. A wildcard host is reached on loopback."""
+    address = bind.split(",")[0].strip() or DEFAULT_BIND
+    if address.startswith(("unix:", "fd://")):
+        return f"http://{DEFAULT_BIND}"
+    host, _, port = address.rpartition(":") if not address.endswith("]") else (address, "", "")
+    if not port.isdigit():  # "host" alone: gunicorn listens on its default port 8000
+        host, port = address, "8000"
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # noqa: S104 - a mapping
+    return f"http://{host}:{port}"
 
 
 def _secret_keys(raw: str, key_file: Path) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.manifest import ManifestError
 from app.representations import error_response
-from storage_backends import BlobSizeMismatch
+from storage_backends import BlobSizeMismatch, RangeNotSupported
 
 log = logging.getLogger("pkgdl")
 
@@ -55,6 +55,10 @@ class TooManyAttempts(ServiceError):
     status, message, message_id = 429, "Too many failed login attempts; try again later.", "pkgdl.tooManyRequests"
 
 
+class Unavailable(ServiceError):
+    status, message, message_id = 503, "A backing service is unavailable; try again later.", "pkgdl.unavailable"
+
+
 class RangeNotSatisfiable(ServiceError):
     status, message, message_id = 416, "The requested range is not satisfiable.", "pkgdl.rangeNotSatisfiable"
 
@@ -73,6 +77,7 @@ class _Answer:
 _BUILTIN_ANSWERS: tuple[tuple[type[BaseException], _Answer], ...] = (
     (FileNotFoundError, _Answer(404, "The requested resource was not found.", "pkgdl.notFound")),
     (BlobSizeMismatch, _Answer(502, "The stored package does not match the catalog.", "pkgdl.storageInconsistent")),
+    (RangeNotSupported, _Answer(502, "The storage cannot serve this range.", "pkgdl.storageRangeUnsupported")),
     (ManifestError, _Answer(502, "The catalog of this scan is unreadable.", "pkgdl.catalogInvalid")),
     (PermissionError, _Answer(502, "The storage refused access.", "pkgdl.storageRefused")),
     (TimeoutError, _Answer(504, "The storage did not answer in time.", "pkgdl.storageTimeout")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from app.access import Access, authorize_download, require_reader
 from app.audit import audit_download
 from app.conditional import Representation, evaluate
 from app.download import DeliveryPolicy, empty_response, package_response
-from app.errors import AccessDenied, InvalidRequest, NotFound
+from app.errors import AccessDenied, InvalidRequest, NotFound, Unavailable
 from app.landing import prefers_html, render_landing_page
 from app.listing import listing_entries, packages_differing_from
 from app.representations import scanned_packages_response, wants_json
@@ -21,6 +22,7 @@ from app.services import services
 from app.tokens import PackageRef
 
 bp = Blueprint("pkgdl", __name__)
+log = logging.getLogger("pkgdl")
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
 SCAN_PATH = "/users/<uid>/scannedinstances/<siid>/scans/<sid>"
@@ -142,9 +144,14 @@ def healthz() -> Response:
 
 @bp.route("/readyz", methods=["GET", "HEAD"], provide_automatic_options=False)
 def readyz() -> Response:
-    """Storage root and burn-list reachable; 503 otherwise (through the error table)."""
-    services().storage.ping()
-    services().burnlist.ping()
+    """Storage root and burn-list reachable; 503 for any fault of either (refused credentials included: a readiness
+    probe says "not ready", whatever the cause, and the log says which)."""
+    try:
+        services().storage.ping()
+        services().burnlist.ping()
+    except Exception as fault:  # noqa: BLE001 - every dependency fault means "not ready"
+        log.warning("not ready: %r", fault)
+        raise Unavailable() from None
     return Response("ready\n", content_type="text/plain")
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from storage_backends.base import BlobSizeMismatch, Storage
+from storage_backends.base import BlobSizeMismatch, RangeNotSupported, Storage
 
-__all__ = ["BlobSizeMismatch", "Storage", "open_storage"]
+__all__ = ["BlobSizeMismatch", "RangeNotSupported", "Storage", "open_storage"]
 
 
 def open_storage(url: str, options: dict | None = None) -> Storage:

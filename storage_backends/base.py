@@ -7,6 +7,8 @@ Every backend raises only built-in exceptions across this boundary, so callers m
 - ``TimeoutError``: the storage did not answer in time (HTTP 504)
 - ``ConnectionError``: the storage is unreachable or failing (HTTP 503, Retry-After)
 - ``BlobSizeMismatch``: the stored object's size differs from the size the catalog promises (HTTP 502)
+- ``RangeNotSupported``: the storage cannot read from the asked offset (an HTTP origin that ignores Range, past the
+  bytes we are willing to skip) (HTTP 502)
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from typing import BinaryIO, Protocol
 
 class BlobSizeMismatch(OSError):
     """The stored object does not have the size the manifest promises: never serve it."""
+
+
+class RangeNotSupported(OSError):
+    """The storage cannot start a read at this offset: answer a clean server error, never a wrong byte."""
 
 
 class Storage(Protocol):

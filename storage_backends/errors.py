@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
-from storage_backends.base import BlobSizeMismatch
+from storage_backends.base import BlobSizeMismatch, RangeNotSupported
 
 # The only messages that cross the boundary; the original stays reachable as __cause__ for debugging.
 MESSAGES: dict[type[OSError], str] = {
@@ -140,7 +140,7 @@ def builtin_for(exc: BaseException) -> type[OSError] | None:
 
 def translate(exc: BaseException) -> OSError | None:
     """A fresh built-in with a generic message for a backend exception, or None to let it through."""
-    if isinstance(exc, BlobSizeMismatch):
+    if isinstance(exc, BlobSizeMismatch | RangeNotSupported):  # ours already, with a generic message
         return exc
     target = builtin_for(exc)
     if target is None:

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 from fsspec.asyn import sync
 
-from storage_backends.base import BlobSizeMismatch
+from storage_backends.base import BlobSizeMismatch, RangeNotSupported
 from storage_backends.errors import MESSAGES, raise_for_status, translated_errors
 
 MiB = 1024 * 1024
@@ -38,6 +38,9 @@ S3_CONFIG_DEFAULTS: dict[str, Any] = {
 S3FS_RETRIES = 2
 # Lifetime of the presigned URL an object GET is made with (it is used at once, by this process only).
 PRESIGNED_READ_SECONDS = 300
+# An HTTP origin that ignores Range (Python's http.server, many simple static servers) answers 200 with the whole
+# object: we then read it from the start and drop the bytes before the offset, up to this many; further is a 502.
+HTTP_MAX_SKIP = 64 * MiB
 HTTP_TIMEOUT_DEFAULTS: dict[str, float | None] = {
     "total": None,
     "connect": 5,
@@ -540,7 +543,7 @@ class _HttpBackend(_Backend):
         _check_size(length, size)
         if size == 0:  # fsspec treats size=0 as unknown and would call _info
             return io.BytesIO()
-        return fs.open(location, "rb", size=size, block_size=READ_AHEAD, cache_type="readahead")
+        return _HttpBlob(fs, location, size)
 
     def exists(self, fs: Any, location: str) -> bool:
         """2xx: yes; 404/410: no; anything else is a fault, not an answer."""
@@ -563,6 +566,85 @@ class _HttpBackend(_Backend):
         status, _ = _head(fs, self.root.rstrip("/") + "/")
         if status >= 500:
             raise_for_status(status)
+
+
+class _HttpBlob(io.RawIOBase):
+    """An HTTP object read through fsspec's ranged reads; when the origin ignores Range (fsspec then refuses any read
+    past offset 0 with a ValueError), it is read as one stream from the start, skipping up to HTTP_MAX_SKIP bytes."""
+
+    def __init__(self, fs: Any, url: str, size: int) -> None:
+        super().__init__()
+        self._fs, self._url, self._size = fs, url, size
+        self._ranged: Any = fs.open(url, "rb", size=size, block_size=READ_AHEAD, cache_type="readahead")
+        self._stream: Any = None  # the whole-object stream, once the origin proved it ignores Range
+        self._position = 0  # where the caller reads next
+        self._stream_position = 0  # where the stream is
+
+    def readable(self) -> bool:
+        """Blobs are read-only."""
+        return True
+
+    def seekable(self) -> bool:
+        """Seeks are ranged reads, or skips in the stream."""
+        return True
+
+    def tell(self) -> int:
+        """The read position."""
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the read position; the next read fetches from there."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes from the position."""
+        if self._stream is None:
+            try:
+                self._ranged.seek(self._position)
+                chunk = self._ranged.read(size)
+            except ValueError as exc:
+                if "range requests" not in str(exc):  # fsspec's words for "the server ignored Range"
+                    raise
+                self._stream = self._fs.open(self._url, "rb", size=self._size, block_size=0)
+            else:
+                self._position += len(chunk)
+                return chunk
+        return self._read_stream(size)
+
+    def _read_stream(self, size: int | None) -> bytes:
+        if self._position < self._stream_position:  # a range before the previous one: start the stream again
+            self._stream.close()
+            self._stream = self._fs.open(self._url, "rb", size=self._size, block_size=0)
+            self._stream_position = 0
+        if self._position - self._stream_position > HTTP_MAX_SKIP:
+            raise RangeNotSupported("the storage origin ignores Range and the offset is too far to skip")
+        while self._stream_position < self._position:
+            skipped = self._stream.read(min(self._position - self._stream_position, MiB))
+            if not skipped:
+                return b""
+            self._stream_position += len(skipped)
+        wanted = self._size - self._position if size is None or size < 0 else size
+        parts = []
+        while wanted > 0:  # a stream read returns what arrived; the caller expects all it asked for unless at the end
+            part = self._stream.read(wanted)
+            if not part:
+                break
+            parts.append(part)
+            wanted -= len(part)
+        chunk = b"".join(parts)
+        self._position += len(chunk)
+        self._stream_position += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        """Close what is open."""
+        for handle in (self._ranged, self._stream):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+        super().close()
 
 
 def _head(fs: Any, url: str) -> tuple[int, int | None]:

@@ -17,6 +17,21 @@ def test_defaults_live_under_var(tmp_path):
         (86400, "http://127.0.0.1:8080", "none", 30.0)
 
 
+@pytest.mark.parametrize("bind, public_url", [
+    ("127.0.0.1:9090", "http://127.0.0.1:9090"),
+    ("0.0.0.0:8000", "http://127.0.0.1:8000"),
+    ("[::]:8081", "http://[::1]:8081"),
+    ("[::1]:8082", "http://[::1]:8082"),
+    ("dl.example.internal", "http://dl.example.internal:8000"),  # gunicorn's default port
+    ("unix:/run/pkgdl.sock", "http://127.0.0.1:8080"),
+    ("127.0.0.1:9091,127.0.0.1:9092", "http://127.0.0.1:9091"),
+])
+def test_public_url_defaults_to_the_bind_address(tmp_path, bind, public_url):
+    assert from_env({"PKGDL_BIND": bind}, cwd=str(tmp_path)).public_url == public_url
+    explicit = {"PKGDL_BIND": bind, "PKGDL_PUBLIC_URL": "https://dl.example.com/"}
+    assert from_env(explicit, cwd=str(tmp_path)).public_url == "https://dl.example.com"
+
+
 def test_keys_rotation_order_and_key_file(tmp_path):
     assert from_env({"PKGDL_SECRET_KEYS": "old, new"}, cwd=str(tmp_path)).secret_keys == ("old", "new")
     (tmp_path / "var").mkdir()

@@ -254,13 +254,16 @@ def test_failed_logins_are_throttled(make_app, scan):
     assert int(blocked.headers["Retry-After"]) >= 1
 
 
-def test_health_and_readiness(client, storage):
+@pytest.mark.parametrize("fault", [ConnectionError("down"), PermissionError("credentials refused"),
+                                   TimeoutError("slow"), OSError("odd")])
+def test_health_and_readiness(client, storage, fault):
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
-    storage.fault = ConnectionError("down")
+    storage.fault = fault  # whatever the dependency's fault, a readiness probe says 503 (never 502 or 504)
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["Retry-After"]
+    assert b"credentials" not in response.data
 
 
 def test_throttle_uses_the_forwarded_address_behind_a_trusted_proxy(make_app, scan):
