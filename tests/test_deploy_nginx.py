@@ -25,6 +25,7 @@ from app.links import download_url
 from app.tokens import PackageRef, TokenService
 from deploy.processes import NO_S3_ENDPOINT, Nginx, Service, make_service
 from tests.fixtures_service import E2E_USERS
+from tests.fixtures_storage import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -331,3 +332,31 @@ def test_s3_errors_do_not_reach_the_client(make_nginx, seaweedfs, tmp_path):
     for leak in ("no-such-key", seaweedfs.bucket, "<Error>", "Signature"):
         assert leak not in response.text
     assert not any(name.lower().startswith(("x-amz", "seaweed")) for name in response.headers)
+    assert response.headers["Content-Type"] == "application/xml"  # a uforgeError (parsed in the test below)
+
+
+def test_nginx_own_errors_are_uforge_errors(make_nginx, local_deployment, uforge_sdk, tmp_path, request):
+    """What nginx answers itself (the app unreachable, an internal location, a request too large) parses with the
+    UForge SDK's bindings, and validates against UForge's schema where shared/ has it."""
+    try:
+        schema = request.getfixturevalue("uforge_schema")
+    except pytest.skip.Exception:
+        schema = None
+    down = make_nginx([f"127.0.0.1:{free_port()}"], tmp_path)  # nothing listens there
+    cases = [
+        (down.base_url + "/users/alice/scannedinstances/1/scans/1/packages/1/bin", {}, 502),
+        (local_deployment.offload.base_url + "/_pkgdl/local/x", {}, 404),
+        (local_deployment.offload.base_url + "/healthz", {"Cookie": "a" * 40_000}, 400),
+        (local_deployment.offload.base_url + "/" + "a" * 20_000, {}, 414),
+    ]
+    for url, headers, status in cases:
+        response = get(url, headers=headers)
+        assert response.status_code == status, url[:80]
+        assert response.headers["Content-Type"] == "application/xml"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert ("Retry-After" in response.headers) == (status >= 502)
+        if schema is not None:
+            schema.validate(response.text)
+        error = uforge_sdk.CreateFromDocument(response.content)
+        assert error.statusCode == status and error.requestMethod is None
+        assert error.localizedErrorMsg.messageId.startswith("pkgdl.") and error.timestamp.utcoffset() is not None
