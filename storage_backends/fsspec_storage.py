@@ -423,7 +423,32 @@ def _precondition_failed(exc: BaseException) -> bool:
     return code in ("PreconditionFailed", "ConditionalRequestConflict") or "pre-condition" in str(exc).lower()
 
 
-class _S3Stream(io.RawIOBase):
+class _RemoteObject(io.RawIOBase):
+    """A read-only remote object of a known size with a read position: what the S3 and HTTP readers share."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+        self._position = 0  # where the caller reads next
+
+    def readable(self) -> bool:
+        """Blobs are read-only."""
+        return True
+
+    def seekable(self) -> bool:
+        """A seek is served by the next read (a new request, a ranged read or a skip)."""
+        return True
+
+    def tell(self) -> int:
+        """The read position."""
+        return self._position
+
+    def _target(self, offset: int, whence: int) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        return max(base + offset, 0)
+
+
+class _S3Stream(_RemoteObject):
     """Reads an S3 object through ONE GET from the current position to the end, in the caller's chunk sizes.
 
     The GET is of a presigned URL, read by urllib3 in the calling thread. Measured against a direct GET (bench/,
@@ -433,21 +458,13 @@ class _S3Stream(io.RawIOBase):
     """
 
     def __init__(self, presign: Callable[[], str | None], pool: Any, size: int) -> None:
-        self._presign, self._pool, self._size = presign, pool, size
-        self._position = 0
+        super().__init__(size)
+        self._presign, self._pool = presign, pool
         self._body: Any = None
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._position + offset, io.SEEK_END: self._size + offset}[whence]
+        """Move the read position; a new GET starts from there on the next read."""
+        target = self._target(offset, whence)
         if target != self._position:
             self._drop_body()
             self._position = target
@@ -568,34 +585,20 @@ class _HttpBackend(_Backend):
             raise_for_status(status)
 
 
-class _HttpBlob(io.RawIOBase):
+class _HttpBlob(_RemoteObject):
     """An HTTP object read through fsspec's ranged reads; when the origin ignores Range (fsspec then refuses any read
     past offset 0 with a ValueError), it is read as one stream from the start, skipping up to HTTP_MAX_SKIP bytes."""
 
     def __init__(self, fs: Any, url: str, size: int) -> None:
-        super().__init__()
-        self._fs, self._url, self._size = fs, url, size
+        super().__init__(size)
+        self._fs, self._url = fs, url
         self._ranged: Any = fs.open(url, "rb", size=size, block_size=READ_AHEAD, cache_type="readahead")
         self._stream: Any = None  # the whole-object stream, once the origin proved it ignores Range
-        self._position = 0  # where the caller reads next
         self._stream_position = 0  # where the stream is
-
-    def readable(self) -> bool:
-        """Blobs are read-only."""
-        return True
-
-    def seekable(self) -> bool:
-        """Seeks are ranged reads, or skips in the stream."""
-        return True
-
-    def tell(self) -> int:
-        """The read position."""
-        return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         """Move the read position; the next read fetches from there."""
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(base + offset, 0)
+        self._position = self._target(offset, whence)
         return self._position
 
     def read(self, size: int | None = -1) -> bytes:
