@@ -138,11 +138,12 @@ def catalog_add(uid: str, siid: int, sid: int, files: tuple[str, ...]) -> None:
 @_scan_options
 def catalog_list(uid: str, siid: int, sid: int) -> None:
     """List a scan's packages: pid, fullName, size, sha256; unusable entries are named on standard error."""
+    from app.headers import without_controls
     from app.importer import read_scan
 
     manifest = read_scan(_storage(_settings()), uid, siid, sid)
-    for package in manifest.packages if manifest else ():
-        click.echo(f"{package.db_id}\t{package.full_name}\t{package.size}\t{package.sha256}")
+    for package in manifest.packages if manifest else ():  # a tolerated name loses its controls (TAB, LF...) here
+        click.echo(f"{package.db_id}\t{without_controls(package.full_name)}\t{package.size}\t{package.sha256}")
     for entry in manifest.unusable if manifest else ():
         click.echo(f"unusable entry {entry.describe()}", err=True)
 

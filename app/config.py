@@ -79,12 +79,12 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
 def public_url_of_bind(bind: str) -> str:
     """Where a client on this machine reaches gunicorn's (first) bind address: the default PKGDL_PUBLIC_URL, so
     that `make run` on another port prints links that work. A wildcard host is reached on loopback."""
-    address = bind.split(",")[0].strip() or DEFAULT_BIND
+    address = bind.split(",")[0].strip().removeprefix("tcp://") or DEFAULT_BIND
     if address.startswith(("unix:", "fd://")):
         return f"http://{DEFAULT_BIND}"
     host, _, port = address.rpartition(":") if not address.endswith("]") else (address, "", "")
-    if not port.isdigit():  # "host" alone: gunicorn listens on its default port 8000
-        host, port = address, "8000"
+    if not port.isdigit():  # "host" or "host:": gunicorn listens on its default port 8000
+        host, port = (host if port == "" and host else address), "8000"
     host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # noqa: S104 - a mapping
     return f"http://{host}:{port}"
 

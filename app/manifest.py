@@ -131,8 +131,9 @@ def has_control_characters(text: str) -> bool:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """The manifest's lastModified spelling: UTC, whole seconds, 'Z'."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The manifest's lastModified spelling: UTC, whole seconds, 'Z' (an xs:dateTime too)."""
+    # isoformat, not strftime("%Y"): glibc does not pad years below 1000 (Go's zero time is 0001-01-01).
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def package_fields(package: Package) -> dict[str, object]:
@@ -163,7 +164,10 @@ def dump_manifest(manifest: Manifest) -> bytes:
         "sid": manifest.sid,
         "packages": [package_fields(p) for p in sorted(manifest.packages, key=lambda p: p.db_id)],
     }
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a tolerated name with a lone surrogate survives only as a \u escape
+        return (json.dumps(document, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
 
 def parse_manifest(raw: bytes, uid: str | None = None, siid: int | None = None,

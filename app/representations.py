@@ -53,10 +53,9 @@ def wants_json() -> bool:
 
 def xs_datetime(moment: datetime, milliseconds: bool = False) -> str:
     """An xs:dateTime in UTC with 'Z' (UForge spells its timestamps with milliseconds)."""
-    moment = moment.astimezone(UTC)
-    if milliseconds:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime("%Y"): glibc does not pad years below 1000, which xs:dateTime requires.
+    moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds" if milliseconds else "seconds") + "Z"
 
 
 def xml_safe(text: str) -> str:
@@ -75,7 +74,7 @@ def error_response(status: int, message: str, message_id: str) -> Response:
         "requestMethod": request.method if has_request_context() else None,
         "requestUri": _printable(request.path) if has_request_context() else None,
         "statusCode": status,
-        "timestamp": datetime.now(UTC),
+        "timestamp": xs_datetime(datetime.now(UTC), milliseconds=True),
     }
     return _render("uforgeError", wire_object(fields, UFORGE_ERROR_ELEMENTS), status, wants_json())
 

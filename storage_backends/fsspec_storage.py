@@ -592,9 +592,11 @@ class _HttpBlob(_RemoteObject):
     def __init__(self, fs: Any, url: str, size: int) -> None:
         super().__init__(size)
         self._fs, self._url = fs, url
-        self._ranged: Any = fs.open(url, "rb", size=size, block_size=READ_AHEAD, cache_type="readahead")
+        self._ranged: Any = None
         self._stream: Any = None  # the whole-object stream, once the origin proved it ignores Range
+        self._ignores_range = False
         self._stream_position = 0  # where the stream is
+        self._ranged = fs.open(url, "rb", size=size, block_size=READ_AHEAD, cache_type="readahead")
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         """Move the read position; the next read fetches from there."""
@@ -603,26 +605,27 @@ class _HttpBlob(_RemoteObject):
 
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes from the position."""
-        if self._stream is None:
+        if not self._ignores_range:
             try:
                 self._ranged.seek(self._position)
                 chunk = self._ranged.read(size)
             except ValueError as exc:
                 if "range requests" not in str(exc):  # fsspec's words for "the server ignored Range"
                     raise
-                self._stream = self._fs.open(self._url, "rb", size=self._size, block_size=0)
+                self._ignores_range = True
             else:
                 self._position += len(chunk)
                 return chunk
         return self._read_stream(size)
 
     def _read_stream(self, size: int | None) -> bytes:
-        if self._position < self._stream_position:  # a range before the previous one: start the stream again
+        if self._stream is not None and self._position < self._stream_position:  # a range before the last one
             self._stream.close()
-            self._stream = self._fs.open(self._url, "rb", size=self._size, block_size=0)
-            self._stream_position = 0
-        if self._position - self._stream_position > HTTP_MAX_SKIP:
+            self._stream, self._stream_position = None, 0
+        if self._position - self._stream_position > HTTP_MAX_SKIP:  # checked before any GET is started
             raise RangeNotSupported("the storage origin ignores Range and the offset is too far to skip")
+        if self._stream is None:
+            self._stream = self._fs.open(self._url, "rb", size=self._size, block_size=0)
         while self._stream_position < self._position:
             skipped = self._stream.read(min(self._position - self._stream_position, MiB))
             if not skipped:

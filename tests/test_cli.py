@@ -93,6 +93,19 @@ def test_demo_seeds_and_is_idempotent(env, tmp_path, monkeypatch):
     assert second.output.splitlines()[1] == first.output.splitlines()[1]  # same password line
 
 
+def test_catalog_list_prints_a_tolerated_name_on_one_line(env, tmp_path):
+    rpm = tmp_path / "a-1-1.noarch.rpm"
+    rpm.write_bytes(b"a")
+    run("catalog", "add", "--uid", "alice", "--siid", "1", "--sid", "2", str(rpm))
+    manifest = tmp_path / "packages" / "alice" / "1" / "2" / "packages.json"
+    document = json.loads(manifest.read_text())
+    document["packages"][0]["fullName"] = "bad\ud800\tname\n.rpm"
+    manifest.write_text(json.dumps(document))
+    listed = CliRunner().invoke(cli, ["catalog", "list", "--uid", "alice", "--siid", "1", "--sid", "2"])
+    assert listed.exit_code == 0 and listed.stdout.startswith("1\tbadname.rpm\t1\t")
+    assert len(listed.stdout.splitlines()) == 1
+
+
 def test_unusable_manifest_entries_are_named_by_list_check_and_add(env, tmp_path):
     first, second = tmp_path / "a-1-1.noarch.rpm", tmp_path / "b-1-1.noarch.rpm"
     first.write_bytes(b"a")

@@ -25,6 +25,8 @@ def test_defaults_live_under_var(tmp_path):
     ("dl.example.internal", "http://dl.example.internal:8000"),  # gunicorn's default port
     ("unix:/run/pkgdl.sock", "http://127.0.0.1:8080"),
     ("127.0.0.1:9091,127.0.0.1:9092", "http://127.0.0.1:9091"),
+    ("tcp://0.0.0.0:8083", "http://127.0.0.1:8083"),
+    ("dl.example.internal:", "http://dl.example.internal:8000"),
 ])
 def test_public_url_defaults_to_the_bind_address(tmp_path, bind, public_url):
     assert from_env({"PKGDL_BIND": bind}, cwd=str(tmp_path)).public_url == public_url

@@ -84,6 +84,13 @@ def test_one_package_with_every_optional_field_absent(client, scan, storage, ufo
     assert not [child.tag for child in element if not (child.text or "").strip()]  # never an empty element
 
 
+def test_a_year_below_1000_is_still_an_xs_datetime(client, scan, storage, uforge_sdk, schema):
+    """Go's zero time (0001-01-01) from a scanner: glibc's strftime would write the year unpadded."""
+    set_entries(storage, [{**entries_of(storage)[0], "lastModified": "0001-01-01T00:00:00Z"}])
+    (package,) = parsed(uforge_sdk, schema, client.get(scan.listing_path(), headers=XML)).scannedPackages.scannedPackage
+    assert package.lastModified.year == 1
+
+
 def test_a_hostile_full_name_parses(client, scan, storage, uforge_sdk, schema):
     hostile = {**entries_of(storage)[0], "fullName": "a\r\nb\x00c\x1b[31m\udcff\ufffe<&>]]>.rpm", "arch": "x\x7f86"}
     set_entries(storage, [hostile])
