@@ -181,14 +181,19 @@ def burnlist() -> None:
 
 @burnlist.command("purge", with_appcontext=False)
 def burnlist_purge() -> None:
-    """Remove expired entries."""
-    from app.burnlist import BurnListUnavailable, open_burnlist
+    """Remove expired entries (and failed-login counts that left their window)."""
+    import sqlite3
 
+    from app.burnlist import BurnListUnavailable, open_burnlist
+    from app.throttle import purge_failures
+
+    burnlist_url = _settings().burnlist_url
     try:
-        removed = open_burnlist(_settings().burnlist_url).purge()
-    except (ValueError, BurnListUnavailable) as exc:
+        removed = open_burnlist(burnlist_url).purge()
+        failures = purge_failures(burnlist_url)
+    except (ValueError, BurnListUnavailable, sqlite3.Error) as exc:
         raise click.ClickException(f"burn-list: {exc}") from None
-    click.echo(f"{removed} expired entries removed")
+    click.echo(f"{removed} expired entries removed, {failures} old failed-login counts")
 
 
 # ---- operations --------------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import current_app
 
@@ -11,7 +10,7 @@ from app.burnlist import BurnList, open_burnlist
 from app.catalog import Catalog
 from app.config import Settings
 from app.metrics import Metrics
-from app.throttle import LoginThrottle
+from app.throttle import LoginThrottle, throttle_url_for
 from app.tokens import TokenService
 from app.users import Authenticator, UserDirectory
 from storage_backends import Storage, open_storage
@@ -37,12 +36,6 @@ def build_services(settings: Settings, storage: Storage | None = None) -> Servic
     """Wire the services from settings (no I/O here: gunicorn may fork after this)."""
     storage = storage or open_storage(settings.storage_url, settings.storage_options)
     burnlist_url = settings.burnlist_url
-    # Failed logins are counted where the burn-list lives: in Redis (shared by every host), or in a SQLite file
-    # beside the burn-list's (shared by the workers of this machine).
-    throttle_url = burnlist_url
-    if burnlist_url.startswith("sqlite:///"):
-        throttle_url = str(Path(burnlist_url.removeprefix("sqlite:///")).with_name("login-failures.sqlite3"))
-        throttle_url = f"sqlite:///{throttle_url}"
     return Services(
         settings=settings,
         storage=storage,
@@ -50,7 +43,7 @@ def build_services(settings: Settings, storage: Storage | None = None) -> Servic
         authenticator=Authenticator(UserDirectory(settings.users_file)),
         tokens=TokenService(settings.secret_keys, settings.token_max_age),
         burnlist=open_burnlist(burnlist_url),
-        throttle=LoginThrottle(throttle_url, settings.login_attempts_per_minute),
+        throttle=LoginThrottle(throttle_url_for(burnlist_url), settings.login_attempts_per_minute),
         metrics=Metrics(),
     )
 

@@ -13,6 +13,11 @@ from typing import NamedTuple
 
 from limits import RateLimitItem
 
+# Rows are purged once they leave the window, so the table holds about a minute of failures; this caps it even under
+# a flood (each row needs a failed KDF run first): past it the oldest rows go, which can only forget old failures.
+MAX_ROWS = 200_000
+TRIM_EVERY = 1024  # inserts between two looks at the table's size
+
 
 class WindowStats(NamedTuple):
     """When the oldest counted hit leaves the window, and how many hits are left."""
@@ -37,6 +42,7 @@ class SqliteMovingWindow:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS hits(key TEXT NOT NULL, at REAL NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS hits_by_key ON hits(key, at)")
+            db.execute("CREATE INDEX IF NOT EXISTS hits_by_time ON hits(at)")
             self._local.db, self._local.pid = db, os.getpid()
         return self._local.db
 
@@ -52,12 +58,19 @@ class SqliteMovingWindow:
         return self._window(item, identifiers)[2] < item.amount
 
     def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
-        """Record a hit (and forget this key's hits that left the window)."""
-        key, since, _, _ = self._window(item, identifiers)
+        """Record a hit, and forget every hit that left the window (whatever its key: an attacker's one-off keys
+        must not stay behind)."""
+        key = item.key_for(*identifiers)
         db = self._db()
-        db.execute("DELETE FROM hits WHERE key = ? AND at <= ?", (key, since))
-        db.execute("INSERT INTO hits(key, at) VALUES (?, ?)", (key, time.time()))
+        self.purge(item.get_expiry())
+        row = db.execute("INSERT INTO hits(key, at) VALUES (?, ?)", (key, time.time())).lastrowid
+        if row and row % TRIM_EVERY == 0:
+            db.execute("DELETE FROM hits WHERE rowid <= (SELECT max(rowid) FROM hits) - ?", (MAX_ROWS,))
         return True
+
+    def purge(self, window: float = 60.0) -> int:
+        """Delete the hits older than ``window`` seconds; return how many went."""
+        return self._db().execute("DELETE FROM hits WHERE at <= ?", (time.time() - window,)).rowcount
 
     def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         """When the window frees a place, and how many places are left."""

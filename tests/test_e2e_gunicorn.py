@@ -187,6 +187,20 @@ def test_failed_logins_are_throttled_across_workers(tmp_path):
         throttled.stop()
 
 
+def test_guesses_from_one_address_never_lock_the_owner_out_on_another(tmp_path):
+    """The review's reproduction: alice:guessN x 10 from 127.0.0.2, then alice from 127.0.0.3 with her password."""
+    throttled = make_service(tmp_path / "lockout", {"PKGDL_LOGIN_ATTEMPTS_PER_MINUTE": "10"})
+    try:
+        url = throttled.bin_url(throttled.pids[OPENSSL])
+        guesses = [status_of("--interface", "127.0.0.2", "-u", f"alice:guess{n}", url) for n in range(12)]
+        assert guesses == [401] * 10 + [429] * 2
+        assert status_of("--interface", "127.0.0.2", *user(), url) == 429  # the guessing address stays blocked
+        assert status_of("--interface", "127.0.0.3", *user(), url) == 200  # the owner, elsewhere, is not
+        assert status_of("--interface", "127.0.0.3", "-u", "bob:guess", url) == 401  # nor is that address
+    finally:
+        throttled.stop()
+
+
 def test_no_control_socket_is_opened(tmp_path):
     # gunicorn >= 25 would open one per user at a shared default path, which two instances on a host fight over.
     runtime = tmp_path / "runtime"
