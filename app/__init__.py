@@ -20,6 +20,11 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
     settings = settings or from_env()
     settings.require_signing_keys()
     app = Flask(__name__)
+    # No redirect of ours takes its host from the request: werkzeug answers `//` in a path with a 308 to
+    # http://<Host>/... (the token in the Location, past the error table, since Flask returns routing redirects as
+    # they are). Such a path is a 404 like any malformed id. (No rule ends with a slash, so strict_slashes, the other
+    # redirect, never fires: a trailing slash is a 404 as well.)
+    app.url_map.merge_slashes = False
     app.extensions[EXTENSION_KEY] = build_services(settings, storage)
     register_error_handlers(app)
     app.register_blueprint(bp)

@@ -7,7 +7,7 @@ import html
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from app.headers import without_controls
+from app.headers import file_name_of
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -36,7 +36,9 @@ after that, the link can no longer be used.</p>
 def render_landing_page(file_name: str) -> str:
     """Return the HTML page whose button POSTs back to the same URL (query string and token included)."""
     # No action attribute: the form posts to the current URL, which carries the token in its query string.
-    return _PAGE.format(file_name=html.escape(without_controls(file_name), quote=True))
+    # The name the download will be saved under (Content-Disposition's): no path, no control, format or bidi
+    # characters (U+202E would make "invoice\u202egpj.exe" read as "invoiceexe.jpg").
+    return _PAGE.format(file_name=html.escape(file_name_of(file_name), quote=True))
 
 
 def prefers_html(accept_header: str | None) -> bool:

@@ -279,10 +279,17 @@ def _timestamp(value: str, index: int) -> datetime:
         raise ManifestError(f"packages[{index}].lastModified") from None
 
 
+# Names under the storage root that are never a package's bytes: scan manifests, their compare-and-swap lock files,
+# and hidden files (temp files of atomic writes). A hostile or buggy manifest naming one must not serve another
+# scan's catalog (SPEC 3 lets binaries live anywhere else under the root, so this is a deny list, not blobs/ only).
+_NOT_BLOBS = re.compile(r"packages\.json(\.lock)?|\..*")
+
+
 def _blob_path(path: str, index: int) -> str:
     """A relative path under the storage root: nothing that could climb out of it or mean another file."""
     segments = path.split("/")
-    if "\\" in path or any(segment in ("", ".", "..") for segment in segments) or ":" in segments[0]:
+    if ("\\" in path or any(segment in ("", ".", "..") for segment in segments) or ":" in segments[0]
+            or _NOT_BLOBS.fullmatch(segments[-1])):
         raise ManifestError(f"packages[{index}].path")
     return path
 

@@ -92,22 +92,22 @@ class TokenService:
 
     def mint(self, ref: PackageRef, max_age: int | None = None) -> str:
         """Return a new token for `ref`, valid for `max_age` seconds (default: the service lifetime)."""
+        lifetime = self._max_age if max_age is None else max_age
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int) or not 0 < lifetime <= self._max_age:
+            raise ValueError(
+                f"max_age must be between 1 and the token lifetime ({self._max_age} s), got {max_age!r}"
+            )
         payload = {
             "uid": ref.uid,
             "siid": ref.siid,
             "sid": ref.sid,
             "pid": ref.pid,
             "jti": secrets.token_urlsafe(16),
+            # The lifetime is fixed when the token is minted: raising PKGDL_TOKEN_MAX_AGE later must not revive a
+            # token whose burn-list entry was purged at its old expiry.
+            "exp": int(self._clock()) + lifetime,
         }
-        if max_age is None or max_age == self._max_age:
-            return self._serializer.dumps(payload)
-        if isinstance(max_age, bool) or not isinstance(max_age, int) or not 0 < max_age <= self._max_age:
-            raise ValueError(
-                f"max_age must be between 1 and the token lifetime ({self._max_age} s), got {max_age!r}"
-            )
-        # Verification uses one max_age for every token, so a shorter life is expressed by backdating.
-        backdate = self._max_age - max_age
-        return self._make_serializer(lambda: self._clock() - backdate).dumps(payload)
+        return self._serializer.dumps(payload)
 
     def verify(self, token: str, ref: PackageRef) -> TokenClaims:
         """Return the claims of `token` if it is genuine, current and for `ref`; else raise TokenRejected."""
@@ -127,7 +127,10 @@ class TokenService:
         claimed = _parse_payload(payload)
         if claimed != ref:
             raise TokenRejected("wrong_package")
-        expires_at = int(signed_at.timestamp()) + self._max_age
+        # The earlier of the minted expiry (absent from tokens made before it existed) and the current lifetime.
+        expires_at = min(int(signed_at.timestamp()) + self._max_age, _parse_expiry(payload.get("exp")))
+        if int(self._clock()) > expires_at:
+            raise TokenRejected("expired")
         return TokenClaims(ref=ref, token_id=payload["jti"], expires_at=expires_at)
 
 
@@ -144,6 +147,15 @@ def _parse_payload(payload: object) -> PackageRef:
         sid=_parse_id(payload.get("sid")),
         pid=_parse_id(payload.get("pid")),
     )
+
+
+def _parse_expiry(value: object) -> int | float:
+    """The `exp` claim in unix seconds; infinity when the token has none; bad_payload when it is not an integer."""
+    if value is None:
+        return float("inf")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TokenRejected("bad_payload")
 
 
 def _parse_id(value: object) -> int:

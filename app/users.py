@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
 import re
 import secrets
+import tempfile
 import threading
 import time
 import tomllib
@@ -131,13 +133,19 @@ def save_users(path: Path, users: Iterable[User]) -> None:
             "",
         ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    # mkstemp: an unpredictable name created O_EXCL with mode 0600, so nobody who can write the directory can plant
+    # a file or a symlink where the hashes are written.
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 class Authenticator:

@@ -217,6 +217,16 @@ ROWS = [
                                      b"X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\n"
                                      b"Authorization: {basic}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
       check="relative-links"),
+    # werkzeug would redirect these (merge_slashes, strict_slashes) to http://<Host>/..., token included: 404s here
+    r("raw-double-slash-with-token-evil-host", 404, b"GET /users/alice/scannedinstances/12/scans/34//packages/{pid}"
+                                                    b"/bin?downloadToken={token} HTTP/1.1\r\nHost: evil.example\r\n"
+                                                    b"Connection: close\r\n\r\n", check="no-redirect"),
+    r("raw-double-slash-listing-evil-host", 404, b"GET /users/alice/scannedinstances/12/scans/2//packages HTTP/1.1\r\n"
+                                                 b"Host: evil.example\r\nAuthorization: {basic}\r\n"
+                                                 b"Connection: close\r\n\r\n", check="no-redirect"),
+    r("raw-trailing-slash-evil-host", 404, b"GET " + SCAN.encode() + b"/packages/ HTTP/1.1\r\nHost: evil.example\r\n"
+                                           b"Authorization: {basic}\r\nConnection: close\r\n\r\n",
+      check="no-redirect"),
     r("raw-garbage-method", 400, b"G\x01T / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
     r("raw-bad-version", 400, b"GET /healthz HTTP/9.9\r\nHost: h\r\nConnection: close\r\n\r\n"),
 ]
@@ -301,6 +311,9 @@ def extra_checks(row: Row, answer: Answer, service) -> None:
         assert "content-range: bytes */70000" in headers
     elif row.check == "multipart":
         assert "content-type: multipart/byteranges; boundary=" in headers
+    elif row.check == "no-redirect":
+        assert "location:" not in headers and "evil.example" not in answer.headers
+        assert "content-type: application/xml" in headers  # through the error table: a uforgeError
     elif row.check == "relative-links":
         text = answer.body.decode()
         assert "evil.example" not in text and "evil.example" not in answer.headers.split("\r\n", 1)[-1]

@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from app.headers import file_name_of
 from app.landing import prefers_html, render_landing_page
 
 CHROME = (
@@ -115,4 +116,10 @@ def test_page_escapes_the_file_name(hostile: str) -> None:
     assert found.tags <= PAGE_TAGS
     assert found.forms == [{"method": "post"}]
     assert found.external == []
-    assert found.buttons == [f"Download {hostile}"]  # shown as text, exactly as named
+    assert found.buttons == [f"Download {file_name_of(hostile)}"]  # as text, the name it is saved under
+
+
+def test_page_shows_the_saved_name_without_bidi_overrides() -> None:
+    page = render_landing_page("invoice\u202egpj.exe")
+    assert "\u202e" not in page and "Download invoicegpj.exe" in page
+    assert parse(render_landing_page("../x/\r\nevil.rpm")).buttons == ["Download evil.rpm"]

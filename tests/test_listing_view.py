@@ -168,3 +168,12 @@ def test_an_unusable_entry_affects_only_its_own_package(client, scan, storage, c
     assert answer.status_code == 502 and b"/etc/passwd" not in answer.data
     for pid in others:
         assert client.get(scan.bin_path(pid), headers=ALICE).data == scan.blobs[pid]
+
+
+def test_an_entry_pointing_at_another_scans_manifest_serves_nothing_of_it(client, scan, storage):
+    edit_manifest(storage, lambda entries: entries[0].update(path="alice/12/35/packages.json"))
+    storage.objects["alice/12/35/packages.json"] = b'{"secret": "another scan"}'
+    pid = json.loads(storage.objects[MANIFEST])["packages"][0]["dbId"]
+    assert pid not in listed(client)
+    answer = client.get(scan.bin_path(pid), headers=ALICE)
+    assert answer.status_code == 502 and b"another scan" not in answer.data

@@ -186,6 +186,9 @@ UNUSABLE_ENTRY = {
     "path empty": entry_with("path", ""),
     "path with scheme": entry_with("path", "s3://other-bucket/x"),
     "path drive": entry_with("path", "C:/x"),
+    "path is another scan's manifest": entry_with("path", "alice/1/2/packages.json"),
+    "path is a manifest lock": entry_with("path", "bob/1/2/packages.json.lock"),
+    "path is a hidden temp file": entry_with("path", "blobs/.x.tmp"),
     "epoch beyond xs:int": entry_with("epoch", 2**31),
 }
 
@@ -238,6 +241,13 @@ def test_a_duplicated_db_id_makes_every_entry_carrying_it_unusable():
 def test_control_characters_in_descriptive_text_are_tolerated(raw):
     manifest = parse_manifest(raw)
     assert not manifest.unusable and manifest.package(1001) is not None
+    assert parse_manifest(dump_manifest(manifest)) == manifest  # and survive a rewrite (catalog add appends)
+
+
+def test_a_year_below_1000_round_trips():
+    manifest = parse_manifest(entry_with("lastModified", "0001-01-01T00:00:00Z"))
+    assert b'"lastModified": "0001-01-01T00:00:00Z"' in dump_manifest(manifest)
+    assert parse_manifest(dump_manifest(manifest)) == manifest
 
 
 def test_oversized_manifest_is_refused(monkeypatch):

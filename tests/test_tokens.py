@@ -85,7 +85,8 @@ def test_mint_then_verify_returns_claims(service: TokenService) -> None:
 def test_payload_holds_the_ids_and_a_fresh_jti(service: TokenService) -> None:
     loader = URLSafeTimedSerializer(["key-new"], salt=SALT)
     first, second = (loader.loads_unsafe(service.mint(REF))[1] for _ in range(2))
-    assert set(first) == {"uid", "siid", "sid", "pid", "jti"}
+    assert set(first) == {"uid", "siid", "sid", "pid", "jti", "exp"}
+    assert first["exp"] == NOW + MAX_AGE
     assert (first["uid"], first["siid"], first["sid"], first["pid"]) == ("alice", 12, 34, 56)
     assert first["jti"] != second["jti"]
 
@@ -302,8 +303,8 @@ def test_any_string_is_either_accepted_or_rejected_with_a_reason(text: str) -> N
     assert caught.value.reason in {"malformed", "bad_signature", "bad_payload"}
 
 
-class TestBackdatedMinting:
-    """A shorter lifetime is expressed by backdating, under the one verification max_age."""
+class TestShorterLifetimes:
+    """A shorter lifetime is the minted `exp` claim; the signing time stays honest."""
 
     @pytest.mark.parametrize("lifetime", [1, 60, MAX_AGE - 1, MAX_AGE])
     def test_expires_after_the_requested_lifetime(
@@ -321,6 +322,23 @@ class TestBackdatedMinting:
     def test_lifetime_out_of_range_is_refused(self, service: TokenService, lifetime: object) -> None:
         with pytest.raises(ValueError, match="max_age"):
             service.mint(REF, max_age=lifetime)  # type: ignore[arg-type]
+
+
+def test_raising_the_lifetime_later_does_not_extend_a_minted_token(clock: FrozenClock) -> None:
+    clock.now = NOW
+    token = TokenService(["key-new"], MAX_AGE, clock=clock).mint(REF)
+    clock.now = NOW + MAX_AGE + 1  # expired, and its burn-list entry may be purged by now
+    assert reason(TokenService(["key-new"], 10 * MAX_AGE, clock=clock), token) == "expired"
+    clock.now = NOW + 1
+    assert TokenService(["key-new"], MAX_AGE // 2, clock=clock).verify(token, REF).expires_at == NOW + MAX_AGE // 2
+
+
+def test_tokens_without_an_expiry_claim_use_the_lifetime(service: TokenService, clock: FrozenClock) -> None:
+    """Tokens shaped as SPEC 4.3's payload (no `exp`) still verify, expiring max_age after signing."""
+    clock.now = NOW
+    assert service.verify(sign(payload()), REF).expires_at == NOW + MAX_AGE
+    for bad in ("1", 1.5, True, [1]):
+        assert reason(service, sign(payload(exp=bad))) == "bad_payload"
 
 
 @pytest.mark.parametrize(

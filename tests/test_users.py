@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 
 import pytest
@@ -131,3 +133,18 @@ def test_a_file_that_becomes_malformed_keeps_the_last_users(directory):
     with pytest.raises(ValueError, match="not valid TOML"):
         directory.get("alice")
     assert directory.get("alice") is not None  # the next request within the recheck interval uses the last users
+
+
+def test_users_file_is_written_through_an_unpredictable_temp_file(tmp_path, monkeypatch):
+    """A file or symlink planted at the old predictable temp name (.users.toml.<pid>.tmp) is neither followed nor
+    used; the result is mode 0600 and nothing is left behind."""
+    path = tmp_path / "users.toml"
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    planted = tmp_path / f".users.toml.{os.getpid()}.tmp"
+    planted.symlink_to(victim)
+    save_users(path, [User("alice", hash_password("pw"), frozenset({"migration_access"}))])
+    assert victim.read_text() == "keep me"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "alice" in load_users(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".users.toml." + f"{os.getpid()}.tmp", "users.toml",
+                                                                 "victim"])
