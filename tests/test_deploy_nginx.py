@@ -360,3 +360,23 @@ def test_nginx_own_errors_are_uforge_errors(make_nginx, local_deployment, uforge
         error = uforge_sdk.CreateFromDocument(response.content)
         assert error.statusCode == status and error.requestMethod is None
         assert error.localizedErrorMsg.messageId.startswith("pkgdl.") and error.timestamp.utcoffset() is not None
+
+
+def test_half_open_connections_through_nginx_leave_the_service_answering(local_deployment):
+    """A slowloris of 100 half-sent requests: nginx holds them (client_header_timeout) and gunicorn never sees them,
+    so /healthz and a download keep answering (gunicorn alone has 16 threads that such requests would hold)."""
+    host, port = urlsplit(local_deployment.streamed.base_url).netloc.split(":")
+    sockets = []
+    try:
+        for n in range(100):
+            stalled = socket.create_connection((host, int(port)), timeout=5)
+            stalled.sendall(f"GET /healthz?{n} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())  # never finished
+            sockets.append(stalled)
+        started = time.monotonic()
+        assert get(local_deployment.streamed.base_url + "/healthz").status_code == 200
+        download = get(local_deployment.streamed.base_url + local_deployment.path(DEB), auth=ALICE)
+        assert download.status_code == 200 and download.content == local_deployment.source(DEB)
+        assert time.monotonic() - started < 10  # answered at once, not after some stalled request timed out
+    finally:
+        for stalled in sockets:
+            stalled.close()
