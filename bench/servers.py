@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import grp
 import json
 import os
-import pwd
 import random
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.importer import blob_path
-from deploy.render_nginx import render
-from tests.fixtures_storage import static_nginx_conf
+from deploy import processes
+from deploy.processes import free_port, static_nginx_conf, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -35,19 +31,12 @@ MiB = 1024 * 1024
 UID, SIID, SID = "bench", 1, 1
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def find_binary(name: str, *fallbacks: str) -> str:
-    """The venv's copy first, then PATH, then fixed paths; a clear error when missing."""
-    for candidate in (str(BIN / name), shutil.which(name), *fallbacks):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise FileNotFoundError(f"{name} not found (venv, PATH, {', '.join(fallbacks) or 'no fallback'})")
+    """deploy.processes.find_binary (venv, PATH, fixed paths), with a clear error when missing."""
+    found = processes.find_binary(name, *fallbacks)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found (venv, PATH, {', '.join(fallbacks) or 'no fallback'})")
+    return found
 
 
 @dataclass
@@ -112,16 +101,7 @@ _STARTED: list[Server] = []
 
 def stop(server: Server, grace: float = 10.0) -> None:
     """SIGTERM this one process (gunicorn's master takes its workers along), SIGKILL after `grace` seconds."""
-    process = server.process
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGCONT)  # a stopped process would not act on SIGTERM
-            process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(server.process, timeout=grace)  # SIGCONT first: a stopped process would not act on SIGTERM
     if server in _STARTED:
         _STARTED.remove(server)
 
@@ -153,27 +133,12 @@ def start_template_nginx(name: str, home: Path, upstream_port: int, storage_root
     X-Accel-Redirect): scenario 1b reads it to check which way each download went.
     """
     home = home / name
-    (home / "temp").mkdir(parents=True)
-    port = free_port()
-    conf = home / "nginx.conf"
-    conf.write_text(render({
-        "PKGDL_NGINX_LISTEN": f"127.0.0.1:{port}",
-        "PKGDL_UPSTREAM_SERVERS": f"server 127.0.0.1:{upstream_port};",
-        "PKGDL_STORAGE_ROOT": str(storage_root),
-        "PKGDL_S3_ENDPOINT": "http://127.0.0.1:9",  # unused: local storage only
-        "PKGDL_NGINX_ACCESS_LOG": str(home / "access.log"),
-        "PKGDL_NGINX_ERROR_LOG": str(home / "error.log"),
-        "PKGDL_NGINX_PID": str(home / "nginx.pid"),
-        "PKGDL_NGINX_TEMP": str(home / "temp"),
-    }))
-    # As deploy/processes.py: the template has no `daemon` directive; as root, keep the workers running as us
-    # (the default `nobody` could not read the 0700 temporary directory).
-    directives = "daemon off;"
-    if os.geteuid() == 0:
-        directives += f" user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
-    binary = find_binary("nginx", "/usr/sbin/nginx")
-    return start(name, [binary, "-p", str(home), "-e", str(home / "error.log"), "-c", str(conf), "-g", directives],
-                 home, port)
+    home.mkdir(parents=True)
+    # deploy/processes.py renders and runs it (as `make stack` and the tests do); bench tracks the process itself.
+    nginx = processes.Nginx(find_binary("nginx", "/usr/sbin/nginx"), home, free_port(),
+                            (f"127.0.0.1:{upstream_port}",), storage_root)  # S3 location unused: local storage only
+    nginx.write_conf()
+    return start(name, nginx.command(), home, nginx.port)
 
 
 # ---- redis ---------------------------------------------------------------------------------------------------------

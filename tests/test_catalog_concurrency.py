@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from app.manifest import manifest_path, parse_manifest
+from deploy.processes import BIN
 from storage_backends import open_storage
-from tests.fixtures_service import BIN
 
 pytestmark = pytest.mark.integration
 

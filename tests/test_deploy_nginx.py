@@ -23,9 +23,8 @@ import requests
 
 from app.links import download_url
 from app.tokens import PackageRef, TokenService
-from deploy.processes import NO_S3_ENDPOINT, Nginx, Service, make_service
-from tests.fixtures_service import E2E_USERS
-from tests.fixtures_storage import free_port
+from deploy.processes import NO_S3_ENDPOINT, Nginx, Service, free_port
+from tests.fixtures_service import E2E_USERS, make_service
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,18 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fixtures_service import BIN, E2E_USERS, ROOT, Service, make_service, wait_for_http
-from tests.fixtures_storage import find_binary, free_port, static_nginx_conf, stop_process, wait_for_port
+from deploy.processes import (
+    BIN,
+    ROOT,
+    Service,
+    find_binary,
+    free_port,
+    static_nginx_conf,
+    stop_process,
+    wait_for_http,
+    wait_for_port,
+)
+from tests.fixtures_service import E2E_USERS, make_service
 
 pytestmark = pytest.mark.integration
 

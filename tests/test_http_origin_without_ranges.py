@@ -13,8 +13,8 @@ import pytest
 
 from app import create_app
 from app.manifest import Manifest, Package, dump_manifest, manifest_path
+from deploy.processes import free_port, stop_process, wait_for_port
 from storage_backends import RangeNotSupported, fsspec_storage, open_storage
-from tests.fixtures_storage import free_port, stop_process, wait_for_port
 from tests.test_download_view import ALICE
 
 pytestmark = pytest.mark.integration

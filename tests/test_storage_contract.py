@@ -15,9 +15,9 @@ import pytest
 import s3fs
 from fsspec.implementations.memory import MemoryFileSystem
 
+from deploy.processes import free_port
 from storage_backends import BlobSizeMismatch, open_storage
 from storage_backends.fsspec_storage import READ_AHEAD, FsspecStorage
-from tests.fixtures_storage import free_port
 
 MiB = 1024 * 1024
 BIG = random.Random(7).randbytes(3 * MiB + 123)  # several 1 MiB chunks, not a multiple of the chunk size
