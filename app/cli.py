@@ -62,10 +62,11 @@ def users() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_add(login: str, entitlements: tuple[str, ...], admin: bool, password_stdin: bool) -> None:
     """Add LOGIN, or replace its password and rights."""
-    from app.users import LOGIN_PATTERN, User, hash_password, load_users, save_users
+    from app.ids import UID_RULE, is_uid
+    from app.users import User, hash_password, load_users, save_users
 
-    if not LOGIN_PATTERN.match(login):
-        raise click.BadParameter("must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", param_hint="LOGIN")
+    if not is_uid(login):
+        raise click.BadParameter(f"must match {UID_RULE}", param_hint="LOGIN")
     if password_stdin:
         password = sys.stdin.readline()
         password = password[:-1] if password.endswith("\n") else password

@@ -15,6 +15,7 @@ from app.byteranges import multipart_layout, new_boundary
 from app.conditional import ByteRange, Representation, evaluate, unsatisfiable_content_range
 from app.errors import RangeNotSatisfiable
 from app.headers import content_disposition, http_date, repr_digest
+from app.ids import is_media_type
 from app.manifest import Package
 from storage_backends import Storage
 
@@ -197,12 +198,11 @@ def _content_headers(package: Package) -> dict[str, str]:
     }
 
 
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
 
 
 def _media_type(mime_type: str | None) -> str:
     """The manifest's type when it is a plain type/subtype; never xml, html or script (a package is bytes)."""
-    if not mime_type or not _MEDIA_TYPE.fullmatch(mime_type) or re.search(r"xml|html|script", mime_type, re.I):
+    if not mime_type or not is_media_type(mime_type) or re.search(r"xml|html|script", mime_type, re.I):
         return DEFAULT_TYPE
     return mime_type
 

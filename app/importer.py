@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from app.ids import MAX_ID
 from app.manifest import (
-    MAX_ID,
     Manifest,
     Package,
     dump_manifest,

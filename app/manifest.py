@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-UID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-MAX_ID = 10**18 - 1  # ids travel in URLs as ^[0-9]{1,18}$
+from app.ids import MAX_ID, MEDIA_TYPE_PATTERN, UID_RULE, is_id, is_uid
+
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # ~100k packages; anything larger is not a manifest we wrote
 MAX_TEXT = 1024
 MAX_SIZE = 2**63 - 1
@@ -25,7 +25,6 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 # RFC 3339 date-time; producers may send an offset or fractions: we keep UTC whole seconds, as HTTP dates do.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
 class ManifestError(ValueError):
@@ -112,10 +111,10 @@ class Manifest:
 
 def validate_scan_ids(uid: str, siid: int, sid: int) -> None:
     """Raise ValueError unless the ids are what URLs accept (they become storage paths, so no traversal)."""
-    if not isinstance(uid, str) or not UID_PATTERN.fullmatch(uid):
-        raise ValueError("uid must match ^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+    if not is_uid(uid):
+        raise ValueError(f"uid must match {UID_RULE}")
     for label, value in (("siid", siid), ("sid", sid)):
-        if not _is_id(value):
+        if not is_id(value):
             raise ValueError(f"{label} must be an integer from 0 to {MAX_ID}")
 
 
@@ -202,7 +201,7 @@ def _entries(entries: list[object]) -> tuple[list[Package], list[UnusableEntry]]
         except ManifestError as error:
             db_id = entry.get("dbId") if isinstance(entry, dict) else None
             field_name = error.reason.removeprefix(f"packages[{index}]").removeprefix(".") or "not an object"
-            unusable.append(UnusableEntry(index, db_id if _is_id(db_id) else None, field_name))
+            unusable.append(UnusableEntry(index, db_id if is_id(db_id) else None, field_name))
     counts = Counter([p.db_id for _, p in parsed] + [u.db_id for u in unusable if u.db_id is not None])
     duplicated = {db_id for db_id, count in counts.items() if count > 1}
     if duplicated:
@@ -247,7 +246,7 @@ def _package(entry: object, index: int) -> Package:
         return value
 
     db_id, size, epoch = entry.get("dbId"), entry.get("size"), entry.get("epoch")
-    if not _is_id(db_id):
+    if not is_id(db_id):
         raise ManifestError(f"packages[{index}].dbId")
     if not _is_int(size) or not 0 <= size <= MAX_SIZE:
         raise ManifestError(f"packages[{index}].size")
@@ -262,7 +261,7 @@ def _package(entry: object, index: int) -> Package:
         arch=text("arch"),
         full_name=text("fullName", required=True),
         type=text("type", required=True),
-        mime_type=text("mimeType", pattern=_MEDIA_TYPE),
+        mime_type=text("mimeType", pattern=MEDIA_TYPE_PATTERN),
         size=size,
         sha256=text("sha256sum", pattern=_SHA256).lower(),
         md5=text("md5sum", pattern=_MD5).lower(),
@@ -297,6 +296,3 @@ def _blob_path(path: str, index: int) -> str:
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a number
 
-
-def _is_id(value: object) -> bool:
-    return _is_int(value) and 0 <= value <= MAX_ID  # type: ignore[operator]

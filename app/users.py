@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import os
-import re
 import secrets
-import tempfile
 import threading
 import time
 import tomllib
@@ -20,9 +17,11 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from app.ids import is_uid
+from storage_backends.atomic import atomic_write
+
 MIGRATION_ACCESS = "migration_access"
 RECHECK_SECONDS = 1.0  # how often the users file's stat is looked at
-LOGIN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: 19 MiB, 2 iterations, 1 lane (~25 ms here). The cache below
 # keeps this cost off the per-request path; only the first request of a login (and every wrong password) pays it.
@@ -110,7 +109,7 @@ def load_users(path: Path) -> dict[str, User]:
         raise ValueError(f"users file {path} is not valid TOML: {exc}") from None
     users = {}
     for login, table in (document.get("users") or {}).items():
-        if not LOGIN_PATTERN.match(login) or not isinstance(table, dict):
+        if not is_uid(login) or not isinstance(table, dict):
             raise ValueError(f"users file {path}: invalid user entry {login!r}")
         users[login] = User(
             login=login,
@@ -133,19 +132,8 @@ def save_users(path: Path, users: Iterable[User]) -> None:
             "",
         ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp: an unpredictable name created O_EXCL with mode 0600, so nobody who can write the directory can plant
-    # a file or a symlink where the hashes are written.
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    # Mode 0600: the file holds password hashes.
+    atomic_write(path, lambda out: out.write("\n".join(lines).encode("utf-8")), mode=0o600)
 
 
 class Authenticator:

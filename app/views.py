@@ -15,6 +15,7 @@ from app.audit import audit_download
 from app.conditional import Representation, evaluate
 from app.download import DeliveryPolicy, empty_response, package_response
 from app.errors import AccessDenied, InvalidRequest, NotFound, Unavailable
+from app.ids import is_number_segment, is_uid
 from app.landing import prefers_html, render_landing_page
 from app.listing import listing_entries, packages_differing_from
 from app.representations import scanned_packages_response, wants_json
@@ -26,8 +27,6 @@ log = logging.getLogger("pkgdl")
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
 SCAN_PATH = "/users/<uid>/scannedinstances/<siid>/scans/<sid>"
-UID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-NUMBER_PATTERN = re.compile(r"[0-9]{1,18}")
 BASIC_CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
 TOKEN_CACHE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -45,7 +44,7 @@ def refuse_encoded_separators() -> None:
 
 def scan_ids(uid: str, siid: str, sid: str) -> tuple[str, int, int]:
     """Validate path ids before any I/O: anything malformed is a 404."""
-    if not (UID_PATTERN.fullmatch(uid) and NUMBER_PATTERN.fullmatch(siid) and NUMBER_PATTERN.fullmatch(sid)):
+    if not (is_uid(uid) and is_number_segment(siid) and is_number_segment(sid)):
         raise NotFound()
     return uid, int(siid), int(sid)
 
@@ -54,7 +53,7 @@ def scan_ids(uid: str, siid: str, sid: str) -> tuple[str, int, int]:
 def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
     """The package's bytes, for its owner's credentials or a single-use token (SPEC 4.1, 4.3)."""
     started = time.monotonic()
-    if not NUMBER_PATTERN.fullmatch(pid):
+    if not is_number_segment(pid):
         raise NotFound()
     ref = PackageRef(*scan_ids(uid, siid, sid), int(pid))
     access = authorize_download(ref)

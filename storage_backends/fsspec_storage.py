@@ -11,7 +11,6 @@ import io
 import logging
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, BinaryIO, cast
@@ -19,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from fsspec.asyn import sync
 
+from storage_backends.atomic import atomic_write
 from storage_backends.base import BlobSizeMismatch, RangeNotSupported
 from storage_backends.errors import MESSAGES, raise_for_status, translated_errors
 
@@ -251,7 +251,7 @@ class _LocalBackend(_Backend):
 
     def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
         """Write a temp file beside the target, fsync, then rename over it."""
-        _atomic_replace(location, lambda out: out.write(data))
+        atomic_write(location, lambda out: out.write(data))
 
     def put_file(self, fs: Any, source: str, location: str) -> None:
         """Copy through a temp file so a reader never sees a partial blob."""
@@ -260,7 +260,7 @@ class _LocalBackend(_Backend):
             with open(source, "rb") as src:
                 shutil.copyfileobj(src, out, MiB)
 
-        _atomic_replace(location, copy)
+        atomic_write(location, copy)  # 0644: nginx (X-Accel) must read blobs
 
     def root_exists(self, fs: Any) -> bool:
         """The root directory is there (an unmounted volume is an outage)."""
@@ -293,7 +293,7 @@ class _LocalBackend(_Backend):
                     current = None
                 if current != version:
                     return False
-                _atomic_replace(location, lambda out: out.write(data))
+                atomic_write(location, lambda out: out.write(data))
                 return True
         finally:
             os.close(fd)  # closing the descriptor releases the flock
@@ -301,29 +301,6 @@ class _LocalBackend(_Backend):
 
 def _file_version(status: os.stat_result) -> str:
     return f"{status.st_ino}-{status.st_mtime_ns}-{status.st_size}"
-
-
-def _atomic_replace(target: str, fill: Callable[[BinaryIO], object]) -> None:
-    """Readers see the old or the new file, never a part; fsyncing the directory makes the rename durable."""
-    directory = os.path.dirname(target)
-    os.makedirs(directory, exist_ok=True)
-    fd, temp_path = tempfile.mkstemp(dir=directory, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            fill(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp_path, 0o644)  # mkstemp makes 0600; nginx (X-Accel) must read the file
-        os.replace(temp_path, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_path)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class _S3Backend(_Backend):

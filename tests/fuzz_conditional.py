@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 with atheris.instrument_imports(include=["app.conditional"]):
     from app import conditional
 
-from app.views import NUMBER_PATTERN, UID_PATTERN  # noqa: E402 - after the instrumented import
+from app.ids import NUMBER_PATTERN, UID_PATTERN  # noqa: E402 - after the instrumented import
 
 ETAG = '"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"'
 FIELDS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -148,3 +149,12 @@ def test_users_file_is_written_through_an_unpredictable_temp_file(tmp_path, monk
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "alice" in load_users(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".users.toml." + f"{os.getpid()}.tmp", "users.toml",
                                                                  "victim"])
+
+
+@pytest.mark.parametrize("login", ["alice\n", "alice\r", " alice", "al/ice", "ålice", "a" * 65, ""])
+def test_the_users_file_refuses_logins_the_url_refuses(tmp_path, login):
+    """One rule (app/ids.py) for the URL, the CLI and the users file: "alice\n" once passed `^...$` with match."""
+    path = tmp_path / "users.toml"
+    path.write_text(f'[users.{json.dumps(login)}]\npassword_hash = "x"\nentitlements = []\nadmin = false\n')
+    with pytest.raises(ValueError):
+        load_users(path)
