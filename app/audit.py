@@ -11,8 +11,8 @@ log = logging.getLogger("pkgdl.audit")
 
 
 def audit_download(*, who: str, ids: dict, status: int, sent: int, started: float, result: str) -> None:
-    """Write the audit line of one finished download (who is a login or `token:<jti>`; result is completed, aborted
-    or offloaded to nginx)."""
+    """Write the audit line of one finished download (who is a login or `token:<jti>`; result is completed, aborted,
+    sendfile (a whole small local file handed to the server) or offloaded to nginx)."""
     log.info(json.dumps({
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "event": "download",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import click
 from flask.cli import FlaskGroup
@@ -20,7 +19,7 @@ def _settings() -> Settings:
 
 
 def _storage(settings: Settings, for_writing: bool = False):  # noqa: ANN202 - a storage_backends.Storage
-    from storage_backends import open_storage
+    from storage_backends import create_local_root, open_storage
 
     if for_writing:
         create_local_root(settings.storage_url)
@@ -28,13 +27,6 @@ def _storage(settings: Settings, for_writing: bool = False):  # noqa: ANN202 - a
         return open_storage(settings.storage_url, settings.storage_options)
     except ValueError as exc:
         raise click.ClickException(f"PKGDL_STORAGE_URL: {exc}") from None
-
-
-def create_local_root(storage_url: str) -> None:
-    """A file:// root is created by the first write (the service itself treats a missing root as an outage)."""
-    url = urlsplit(storage_url)
-    if url.scheme == "file":
-        Path(unquote(url.path)).mkdir(parents=True, exist_ok=True)
 
 
 def _create_app(*_args):  # noqa: ANN202 - FlaskGroup passes script info on some versions

@@ -1,7 +1,7 @@
 """RFC 9110 preconditions (13.2.2) and byte ranges (14) for GET/HEAD of one static representation.
 
-Werkzeug's ``make_conditional`` gets these wrong in ways clients notice (RESEARCH.md): it answers 206
-where a matching If-None-Match requires 304, ignores If-Unmodified-Since, rejects several ranges and unknown
+Werkzeug's ``make_conditional`` (3.1) gets these wrong in ways clients notice (measured on a 100-byte body): it
+answers 206 where a matching If-None-Match requires 304, ignores If-Unmodified-Since, rejects several ranges and unknown
 units with 416, serves ``bytes=-0``, and honours weak or newer If-Range validators. This module decides the
 status and the ranges itself. It is pure (no Flask, no I/O), so the view only renders the decision and every
 rule is testable with a plain dict of headers.

@@ -21,7 +21,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service reads from its environment (SPEC section 2)."""
+    """Everything the service reads from its environment (README, "Configuration")."""
 
     storage_url: str
     storage_options: dict = field(default_factory=dict, hash=False)

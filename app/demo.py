@@ -8,13 +8,12 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from app.cli import create_local_root
 from app.config import Settings
 from app.importer import add_packages
 from app.links import download_url
 from app.tokens import PackageRef, TokenService
 from app.users import User, hash_password, load_users, save_users
-from storage_backends import open_storage
+from storage_backends import create_local_root, open_storage
 
 DEMO_LOGIN = "demo"
 DEMO_UID, DEMO_SIID = "demo", 1

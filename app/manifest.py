@@ -1,4 +1,5 @@
-"""The scan manifest (SPEC section 3): one scan's catalog, its schema, strict parsing and stable dumping."""
+"""The scan manifest (README, "Storage and the manifest"): one scan's catalog, its schema, strict parsing per entry
+and stable dumping."""
 
 from __future__ import annotations
 
@@ -136,7 +137,7 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def package_fields(package: Package) -> dict[str, object]:
-    """A package as its manifest JSON object (SPEC section 3 names)."""
+    """A package as its manifest JSON object (the manifest's field names)."""
     return {
         "dbId": package.db_id,
         "name": package.name,
@@ -280,7 +281,7 @@ def _timestamp(value: str, index: int) -> datetime:
 
 # Names under the storage root that are never a package's bytes: scan manifests, their compare-and-swap lock files,
 # and hidden files (temp files of atomic writes). A hostile or buggy manifest naming one must not serve another
-# scan's catalog (SPEC 3 lets binaries live anywhere else under the root, so this is a deny list, not blobs/ only).
+# scan's catalog (binaries may live anywhere else under the root, so this is a deny list, not blobs/ only).
 _NOT_BLOBS = re.compile(r"packages\.json(\.lock)?|\..*")
 
 

@@ -30,7 +30,7 @@ class Metrics:
         self.token_rejections.labels(reason=reason).inc()
 
     def download_finished(self, auth: str, status: int, sent: int, result: str) -> None:
-        """Count one finished download response (result: completed, aborted, offloaded)."""
+        """Count one finished download response (result: completed, aborted, sendfile, offloaded)."""
         self.downloads.labels(outcome=result, auth=auth, status=str(status)).inc()
         self.bytes_sent.labels(auth=auth).inc(sent)
 

@@ -80,7 +80,7 @@ def error_response(status: int, message: str, message_id: str) -> Response:
 
 
 def scanned_packages_response(packages: Sequence[Mapping[str, object]], as_json: bool) -> Response:
-    """The scannedPackages listing object (SPEC 4.2); each package a mapping of ScannedPkg element names."""
+    """The scannedPackages listing object (README, the listing); each package a mapping of ScannedPkg element names."""
     listing = {
         "total": len(packages),
         "scannedPackages": {"scannedPackage": [wire_object(p, SCANNED_PACKAGE_ELEMENTS) for p in packages]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import os
@@ -55,7 +56,10 @@ def _verify(password_hash: str, password: str) -> bool:
 
 
 # Unknown logins are checked against this hash so that they cost the same time as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password, made on first use (not at import: it costs a KDF run, ~20-40 ms)."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 class UserDirectory:
@@ -163,7 +167,7 @@ class Authenticator:
         user = self.directory.get(login)
         key = self._key(login, password)
         if user is None:
-            _verify(_DUMMY_HASH, password)
+            _verify(_dummy_hash(), password)
             return None
         if not _verify(user.password_hash, password):
             return None

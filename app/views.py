@@ -51,7 +51,8 @@ def scan_ids(uid: str, siid: str, sid: str) -> tuple[str, int, int]:
 
 @bp.route(f"{SCAN_PATH}/packages/<pid>/bin", methods=["GET", "HEAD", "POST"], provide_automatic_options=False)
 def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
-    """The package's bytes, for its owner's credentials or a single-use token (SPEC 4.1, 4.3)."""
+    """The package's bytes, for its owner's credentials or a single-use token (README: the /bin endpoint and
+    "Download tokens")."""
     started = time.monotonic()
     if not is_number_segment(pid):
         raise NotFound()
@@ -100,7 +101,7 @@ def _delivery_policy(access: Access, ref: PackageRef, started: float) -> Deliver
 
 @bp.route(f"{SCAN_PATH}/packages", methods=["GET", "HEAD"], provide_automatic_options=False)
 def scan_packages(uid: str, siid: str, sid: str) -> Response:
-    """The scan's packages with fresh single-use tokens, as UForge scannedPackages (SPEC 4.2)."""
+    """The scan's packages with fresh single-use tokens, as UForge scannedPackages (README: the listing)."""
     uid, siid_number, sid_number = scan_ids(uid, siid, sid)
     user = require_reader(uid)
     manifest = services().catalog.manifest(uid, siid_number, sid_number)

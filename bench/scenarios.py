@@ -26,7 +26,7 @@ from bench.servers import SID, SIID, UID, MiB, Pkgdl, SeaweedFS, Server
 
 # Targets: a ratio pkgdl/reference to reach (higher is better), or a bound for absolute rows (lower is better).
 # The targets of the performance issue (ratios to the reference measured in the same run). They are goals, not what
-# the baseline in RESEARCH.md reached; the report says "below" until the service meets them.
+# the first measured baseline reached; the report says "below" until the service meets them.
 TARGETS = {
     "large": 0.95,  # large local file, streamed, vs nginx static (baseline: a 1 MiB-chunk generator 0.87-1.03)
     "offload": 0.98,  # large local file through the production nginx with X-Accel offload vs nginx static

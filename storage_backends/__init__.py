@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
 from storage_backends.base import BlobSizeMismatch, RangeNotSupported, Storage
 
-__all__ = ["BlobSizeMismatch", "RangeNotSupported", "Storage", "open_storage"]
+__all__ = ["BlobSizeMismatch", "RangeNotSupported", "Storage", "create_local_root", "open_storage"]
+
+
+def create_local_root(storage_url: str) -> None:
+    """Create a file:// root (the CLI's first write does; the service treats a missing root as an outage)."""
+    url = urlsplit(storage_url)
+    if url.scheme == "file":
+        Path(unquote(url.path)).mkdir(parents=True, exist_ok=True)
 
 
 def open_storage(url: str, options: dict | None = None) -> Storage:

@@ -77,7 +77,7 @@ def _by_errno(exc: BaseException) -> type[OSError]:
 def _type_table() -> tuple[tuple[type[BaseException], type[OSError] | object], ...]:
     """Exception class -> built-in (or a function of the exception); the first ``isinstance`` match wins."""
     table: list[tuple[type[BaseException], type[OSError] | object]] = [(TimeoutError, TimeoutError)]
-    try:  # optional: only present with the s3 extra
+    try:  # s3fs brings botocore; the import is guarded so the table also works without it
         from botocore import exceptions as boto
 
         table += [
