@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint demo clean stack bench bench-quick fuzz audit
+.PHONY: run test lint demo clean stack bench bench-quick fuzz audit compose-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 # The production topology as local processes: SeaweedFS S3, Redis, 2 gunicorn instances (x-accel), nginx on :8080.
 stack: $(STAMP)
 	$(BIN)/python -m deploy.stack
+
+# The secrets docker-compose.yml reads: .env (random S3 credentials) and deploy/tls/ (a demo certificate), kept if
+# present; ROTATE=1 makes new S3 credentials.
+compose-env: $(STAMP)
+	$(BIN)/python -m deploy.compose_env $(if $(ROTATE),--rotate)
 
 # Benchmarks against nginx and direct S3 (bench/README in README.md's Performance section).
 bench-quick: $(STAMP)

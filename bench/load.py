@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import re
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -22,10 +23,12 @@ class LoadError(RuntimeError):
     """A load run did not measure what it should (wrong status, short body, errors): no number from it."""
 
 
-def curl_speed(url: str, size: int, headers: dict[str, str] | None = None, max_time: float = 120.0) -> float:
-    """Download `url` once to /dev/null; return curl's speed_download (bytes/s) after checking status and size."""
+def curl_speed(url: str, size: int, headers: dict[str, str] | None = None, max_time: float = 120.0,
+               cacert: str | None = None) -> float:
+    """Download `url` once to /dev/null; return curl's speed_download (bytes/s) after checking status and size
+    (an https URL is verified with `cacert`, the template nginx's self-signed certificate)."""
     command = ["curl", "-s", "-o", "/dev/null", "--max-time", str(max_time),
-               "-w", "%{http_code} %{size_download} %{speed_download}"]
+               "-w", "%{http_code} %{size_download} %{speed_download}", *(["--cacert", cacert] if cacert else [])]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     done = subprocess.run([*command, url], capture_output=True, text=True, timeout=max_time + 10)
@@ -169,10 +172,10 @@ class SlowResult:
 
 
 async def _slow_reader(stream: SlowStream, host: str, port: int, request: bytes, rate: float, started: float,
-                       deadline: float) -> None:
+                       deadline: float, tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024)
+        reader, writer = await asyncio.open_connection(host, port, limit=64 * 1024, ssl=tls)
     except OSError as exc:
         stream.error = f"connect: {type(exc).__name__}: {exc}"
         return
@@ -211,7 +214,7 @@ async def _slow_reader(stream: SlowStream, host: str, port: int, request: bytes,
 
 
 async def _slow_readers(host: str, port: int, request: bytes, count: int, rate: float, seconds: float,
-                        sample_interval: float) -> SlowResult:
+                        sample_interval: float, tls: ssl.SSLContext | None = None) -> SlowResult:
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + seconds
@@ -229,7 +232,7 @@ async def _slow_readers(host: str, port: int, request: bytes, count: int, rate: 
     async def bounded(stream: SlowStream) -> None:
         # The client closes at the deadline whatever it was waiting for (connect, headers, body).
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(_slow_reader(stream, host, port, request, rate, started, deadline),
+            await asyncio.wait_for(_slow_reader(stream, host, port, request, rate, started, deadline, tls),
                                    max(0.0, deadline - loop.time()) + 0.5)
 
     await asyncio.gather(sample(), *(bounded(stream) for stream in streams))
@@ -237,7 +240,7 @@ async def _slow_readers(host: str, port: int, request: bytes, count: int, rate: 
 
 
 def slow_readers(base_url: str, path: str, headers: dict[str, str], count: int, rate: float, seconds: float,
-                 sample_interval: float = 0.5) -> SlowResult:
+                 sample_interval: float = 0.5, cacert: str | None = None) -> SlowResult:
     """`count` concurrent GETs of `path`, each reading its body at most `rate` bytes/s, all closed after `seconds`.
 
     One asyncio loop (call it from a thread to do something else meanwhile). A stream fails on a connect error, a
@@ -248,8 +251,9 @@ def slow_readers(base_url: str, path: str, headers: dict[str, str], count: int, 
     lines = [f"GET {path} HTTP/1.1", f"Host: {split.netloc}", "Connection: close",
              *(f"{name}: {value}" for name, value in headers.items())]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    tls = ssl.create_default_context(cafile=cacert) if split.scheme == "https" else None
     return asyncio.run(_slow_readers(split.hostname or "127.0.0.1", split.port or 80, request, count, rate, seconds,
-                                     sample_interval))
+                                     sample_interval, tls))
 
 
 def established_to(port: int) -> int:

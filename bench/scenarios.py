@@ -8,6 +8,7 @@ import contextlib
 import json
 import re
 import secrets
+import ssl
 import statistics
 import threading
 import time
@@ -23,6 +24,7 @@ from app.tokens import PackageRef, TokenService
 from bench import servers
 from bench.load import LoadError, RssSampler, curl_speed, established_to, rss_kib, slow_readers, wrk
 from bench.servers import SID, SIID, UID, MiB, Pkgdl, SeaweedFS, Server
+from deploy.tls import KEY_NAME
 
 # Targets: a ratio pkgdl/reference to reach (higher is better), or a bound for absolute rows (lower is better).
 # The targets of the performance issue (ratios to the reference measured in the same run). They are goals, not what
@@ -126,11 +128,16 @@ def _rate(base_url: str, paths: list[str], headers: dict[str, str], seconds: flo
     return result.ok_per_second
 
 
-def expect_status(url: str, headers: dict[str, str], status: int) -> None:
+def tls_context(cacert: str | None) -> ssl.SSLContext | None:
+    """What urllib needs to trust the template nginx's self-signed certificate (None: the default, or plain HTTP)."""
+    return ssl.create_default_context(cafile=cacert) if cacert else None
+
+
+def expect_status(url: str, headers: dict[str, str], status: int, cacert: str | None = None) -> None:
     """One request with urllib: the scenario measures what it claims (e.g. a 304, not a 200)."""
     request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=tls_context(cacert)) as response:
             got = response.status
     except urllib.error.HTTPError as error:
         got = error.code
@@ -230,7 +237,8 @@ class ThroughNginx:
         path = self.service.path(name)
         self.nginx_log.take()
         self.gunicorn_log.take()
-        speed = curl_speed(self.nginx.base_url + path, size, {"Authorization": self.service.authorization})
+        speed = curl_speed(self.nginx.base_url + path, size, {"Authorization": self.service.authorization},
+                           cacert=self.nginx.ca_file)
         nginx_lines: list[str] = []
         gunicorn_lines: list[str] = []
         deadline = time.monotonic() + LOG_WAIT
@@ -266,7 +274,7 @@ def large_local_nginx(world: World, plan: Plan) -> list[Row]:
     root = Path(urllib.request.url2pathname(urlsplit(world.local.env["PKGDL_STORAGE_URL"]).path))
     started: list[Server] = []
     try:
-        fronts = []
+        fronts: list[ThroughNginx] = []
         for offload in (True, False):
             mode = "x-accel" if offload else "none"
             service = servers.start_pkgdl_variant(world.local, f"local-{mode}", world.home,
@@ -275,24 +283,31 @@ def large_local_nginx(world: World, plan: Plan) -> list[Row]:
             nginx = servers.start_template_nginx(f"nginx-template-{mode}", world.home, service.server.port, root)
             started.append(nginx)
             fronts.append(ThroughNginx(service, nginx, offload))
+        # The template terminates TLS: the reference is nginx static over TLS too (same certificate and ciphers).
+        tls = (Path(nginx.ca_file), Path(nginx.ca_file).with_name(KEY_NAME))
+        static = servers.start_static_tls_nginx(world.home, root, tls)
+        started.append(static)
         rows = []
         for size in plan.large_sizes:
             name = LARGE_NAME.format(mib=size // MiB)
-            static_url = f"{world.nginx.base_url}/{world.local.blobs[name]}"
-            curl_speed(static_url, size)  # untimed: each path answers the right bytes (and is warm) before numbers
+            static_url = f"{static.base_url}/{world.local.blobs[name]}"
+            curl_speed(static_url, size, cacert=static.ca_file)  # untimed: right bytes, warm, before any number
             for front in fronts:
                 front.download(name, size)
             for front in fronts:
                 how = "nginx X-Accel offload" if front.offload else "streamed through nginx"
-                row = Row(f"1b. local single stream {size // MiB} MiB, {how}", "MiB/s", reference_name="nginx static",
+                row = Row(f"1b. local single stream {size // MiB} MiB, {how}", "MiB/s",
+                          reference_name="nginx static, TLS",
                           target=TARGETS["offload" if front.offload else "large_nginx"])
-                row.note = ("template nginx (deploy/nginx.conf.template) in front of gunicorn with PKGDL_OFFLOAD="
+                row.note = ("TLS at both ends; template nginx (deploy/nginx.conf.template) before gunicorn, "
+                            "PKGDL_OFFLOAD="
                             f"{'x-accel' if front.offload else 'none'}, PKGDL_TRUSTED_PROXIES=1; every run checked: "
                             "curl 200 with the full size, nginx access log "
                             + ("$uri /_pkgdl/local/<blob> with the full body, gunicorn access log 0 body bytes"
                                if front.offload else "$uri /bin with the full body, gunicorn access log the full body"))
                 rows.append(interleaved(plan.runs, lambda front=front, name=name, size=size: front.download(name, size),
-                                        lambda url=static_url, size=size: curl_speed(url, size) / MiB, row))
+                                        lambda url=static_url, size=size: curl_speed(url, size, cacert=static.ca_file)
+                                        / MiB, row))
         return rows
     finally:
         for server in reversed(started):
@@ -459,11 +474,13 @@ PROBE_TIMEOUT = 3.0  # seconds; a probe that times out counts at this latency (a
 PROBE_START = 1.0  # seconds after the slow readers start, so they have all sent their request
 
 
-def probe(url: str, headers: dict[str, str], size: int, timeout: float) -> tuple[float, str | None]:
+def probe(url: str, headers: dict[str, str], size: int, timeout: float,
+          cacert: str | None = None) -> tuple[float, str | None]:
     """One small download: (seconds, None) if it answered 200 with `size` bytes, else (seconds, what went wrong)."""
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout,
+                                    context=tls_context(cacert)) as response:
             body = response.read()
             problem = None if response.status == 200 and len(body) == size else f"{response.status}, {len(body)} B"
     except urllib.error.HTTPError as error:
@@ -503,7 +520,7 @@ def slow_readers_mode(world: World, plan: Plan, offload: str) -> list[Row]:
         started.append(nginx)
         auth = {"Authorization": service.authorization}
         small_url = nginx.base_url + service.path(SMALL_NAME)
-        expect_status(small_url, auth, 200)
+        expect_status(small_url, auth, 200, nginx.ca_file)
         wrk(nginx.base_url, [service.path(SMALL_NAME)], auth, duration=1)  # warm both workers' caches, as warm_up
         workers = service.server.worker_pids()
 
@@ -513,7 +530,7 @@ def slow_readers_mode(world: World, plan: Plan, offload: str) -> list[Row]:
         def run_slow() -> None:
             try:
                 result_box.append(slow_readers(nginx.base_url, service.path(name), auth, SLOW_READERS, SLOW_RATE,
-                                               plan.slow_seconds))
+                                               plan.slow_seconds, cacert=nginx.ca_file))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the scenario's thread
                 errors.append(exc)
 
@@ -528,7 +545,7 @@ def slow_readers_mode(world: World, plan: Plan, offload: str) -> list[Row]:
             while len(latencies) < PROBES and time.monotonic() + 0.05 < phase_end:
                 upstream_conns.append(established_to(service.server.port))
                 seconds, problem = probe(small_url, auth, SMALL_SIZE,
-                                         min(PROBE_TIMEOUT, max(0.05, phase_end - time.monotonic())))
+                                         min(PROBE_TIMEOUT, max(0.05, phase_end - time.monotonic())), nginx.ca_file)
                 latencies.append(seconds)
                 if problem:
                     probe_problems.append(problem)
@@ -538,7 +555,8 @@ def slow_readers_mode(world: World, plan: Plan, offload: str) -> list[Row]:
             during = sampler.growth_mib  # before the readers close (sampled every 50 ms)
             slow.join(plan.slow_seconds + 30)
             time.sleep(1.0)  # gunicorn now works through the requests queued behind the streams (their clients left)
-            after = [probe(small_url, auth, SMALL_SIZE, 10.0) for _ in range(3)]  # does the service recover?
+            # Does the service recover?
+            after = [probe(small_url, auth, SMALL_SIZE, 10.0, nginx.ca_file) for _ in range(3)]
         before = max(sampler.before.values()) / 1024
         rss_file = max(rss_kib(pid, "RssFile") for pid in workers) / 1024
         rss_anon = max(rss_kib(pid, "RssAnon") for pid in workers) / 1024

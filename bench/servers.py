@@ -47,11 +47,12 @@ class Server:
     process: subprocess.Popen
     log: Path
     port: int
+    ca_file: str | None = None  # set for a TLS server (the template nginx): clients verify with it
 
     @property
     def base_url(self) -> str:
-        """http://127.0.0.1:PORT."""
-        return f"http://127.0.0.1:{self.port}"
+        """http(s)://127.0.0.1:PORT."""
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
 
     def worker_pids(self) -> list[int]:
         """Direct children of this process (gunicorn's workers), from /proc."""
@@ -138,7 +139,23 @@ def start_template_nginx(name: str, home: Path, upstream_port: int, storage_root
     nginx = processes.Nginx(find_binary("nginx", "/usr/sbin/nginx"), home, free_port(),
                             (f"127.0.0.1:{upstream_port}",), storage_root)  # S3 location unused: local storage only
     nginx.write_conf()
-    return start(name, nginx.command(), home, nginx.port)
+    server = start(name, nginx.command(), home, nginx.port)
+    server.ca_file = nginx.ca_file  # it terminates TLS, with a certificate made under home/tls
+    return server
+
+
+def start_static_tls_nginx(home: Path, root: Path, tls: tuple[Path, Path]) -> Server:
+    """The static reference with TLS, the same certificate and ciphers as the template: 1b compares like with like."""
+    home = home / "nginx-static-tls"
+    home.mkdir()
+    port = free_port()
+    conf = home / "nginx.conf"
+    conf.write_text(static_nginx_conf(home, port, root, tls=tls))
+    binary = find_binary("nginx", "/usr/sbin/nginx")
+    server = start("nginx-static-tls", [binary, "-p", str(home), "-e", str(home / "error.log"), "-c", str(conf)],
+                   home, port)
+    server.ca_file = str(tls[0])
+    return server
 
 
 # ---- redis ---------------------------------------------------------------------------------------------------------

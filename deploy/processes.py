@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from deploy.render_nginx import render
+from deploy.tls import TLS_CIPHERS, TLS_PROTOCOLS, demo_certificate
 
 START_TIMEOUT = 30.0
 REDIS_START_TIMEOUT = 10.0
@@ -310,7 +311,7 @@ http {{
     gzip off;
     keepalive_requests 100000;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};{tls}
         root {root};
         location /broken/ {{ return 503; }}
     }}
@@ -318,10 +319,15 @@ http {{
 """
 
 
-def static_nginx_conf(home: Path, port: int, root: Path) -> str:
+def static_nginx_conf(home: Path, port: int, root: Path, tls: tuple[Path, Path] | None = None) -> str:
     """nginx.conf for one unprivileged process serving ``root`` statically (sendfile, no gzip, no access log);
-    ``/broken/`` always answers 503. Used by the HTTP-backend tests and as bench/'s reference server."""
-    return NGINX_CONF.format(home=home, port=port, root=root)
+    ``/broken/`` always answers 503. Used by the HTTP-backend tests and as bench/'s reference server; with ``tls``
+    (certificate, key) it serves HTTPS as the template does (bench compares the template with it)."""
+    if tls is None:
+        return NGINX_CONF.format(home=home, port=port, root=root, ssl="", tls="")
+    settings = (f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; ssl_protocols {TLS_PROTOCOLS}; "
+                f"ssl_ciphers {TLS_CIPHERS}; ssl_prefer_server_ciphers off; ssl_session_tickets off;")
+    return NGINX_CONF.format(home=home, port=port, root=root, ssl=" ssl", tls=f"\n        {settings}")
 
 
 def start_static_nginx(home: Path, root: Path) -> NginxStatic:
@@ -345,7 +351,9 @@ def start_static_nginx(home: Path, root: Path) -> NginxStatic:
 
 @dataclass
 class Nginx:
-    """nginx running deploy/nginx.conf.template, rendered for loopback upstreams, under ``home`` (no root needed)."""
+    """nginx running deploy/nginx.conf.template, rendered for loopback upstreams, under ``home`` (no root needed):
+    HTTPS on ``port`` with a certificate made in ``home`` (deploy/tls.py) unless one is given, and plain HTTP on
+    ``http_port`` that only redirects to ``public_url`` (by default the HTTPS address)."""
 
     binary: str
     home: Path
@@ -353,11 +361,31 @@ class Nginx:
     upstreams: tuple[str, ...]
     storage_root: Path
     s3_endpoint: str = NO_S3_ENDPOINT
+    http_port: int = field(default_factory=free_port)
+    public_url: str = ""
+    certificate: Path | None = None
+    certificate_key: Path | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.certificate is None or self.certificate_key is None:
+            self.certificate, self.certificate_key = demo_certificate(self.home / "tls")
+        self.public_url = self.public_url or self.base_url
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The HTTPS address (clients verify it with ``ca_file``)."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The plain-HTTP address, which only redirects."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def ca_file(self) -> str:
+        """What clients trust: the certificate itself (self-signed)."""
+        return str(self.certificate)
 
     @property
     def conf(self) -> Path:
@@ -375,6 +403,10 @@ class Nginx:
         """The template's variables for this instance."""
         return {
             "PKGDL_NGINX_LISTEN": f"127.0.0.1:{self.port}",
+            "PKGDL_NGINX_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+            "PKGDL_PUBLIC_URL": self.public_url,
+            "PKGDL_TLS_CERTIFICATE": str(self.certificate),
+            "PKGDL_TLS_CERTIFICATE_KEY": str(self.certificate_key),
             "PKGDL_UPSTREAM_SERVERS": " ".join(f"server {address};" for address in self.upstreams),
             "PKGDL_STORAGE_ROOT": str(self.storage_root),
             "PKGDL_S3_ENDPOINT": self.s3_endpoint,
@@ -434,13 +466,17 @@ def _global_directives() -> str:
 
 
 def start_nginx(home: Path, upstreams: Iterable[str], storage_root: Path, s3_endpoint: str = NO_S3_ENDPOINT,
-                port: int | None = None) -> Nginx:
-    """Render and start nginx in front of ``upstreams`` (host:port); the caller stops it."""
+                port: int | None = None, http_port: int | None = None, public_url: str = "",
+                tls: tuple[Path, Path] | None = None) -> Nginx:
+    """Render and start nginx in front of ``upstreams`` (host:port), with ``tls`` (certificate, key) or a demo
+    certificate made in ``home``; the caller stops it."""
     binary = find_binary("nginx", "/usr/sbin/nginx")
     if binary is None:
         raise FileNotFoundError("nginx binary not found (apt-get install nginx-light)")
     home.mkdir(parents=True, exist_ok=True)
-    nginx = Nginx(binary, home, port or free_port(), tuple(upstreams), storage_root, s3_endpoint)
+    nginx = Nginx(binary, home, port or free_port(), tuple(upstreams), storage_root, s3_endpoint,
+                  http_port=http_port or free_port(), public_url=public_url,
+                  certificate=tls[0] if tls else None, certificate_key=tls[1] if tls else None)
     nginx.start()
     return nginx
 

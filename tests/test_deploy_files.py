@@ -90,3 +90,40 @@ def test_metrics_are_not_public_through_nginx():
     block = template[template.index("location = /metrics"):]
     block = block[: block.index("}")]
     assert "deny all;" in block and "allow 127.0.0.1;" in block
+
+
+def test_compose_takes_every_secret_from_the_env_file():
+    """No credential is written in docker-compose.yml: S3's key and secret come from .env (`make compose-env`)."""
+    text = COMPOSE.read_text()
+    assert "pkgdl-demo-secret" not in text and "pkgdl-demo-key" not in text
+    for name in ("PKGDL_S3_ACCESS_KEY", "PKGDL_S3_SECRET_KEY"):
+        assert text.count(f"${{{name}:?run make compose-env first}}") == 2  # the app's options and S3's identity
+    yaml = pytest.importorskip("ruamel.yaml", reason="ruamel.yaml comes with check-jsonschema")
+    nginx = yaml.YAML(typ="safe").load(text)["services"]["nginx"]
+    assert nginx["environment"]["PKGDL_NGINX_LISTEN"] == "443" and "127.0.0.1:8443:443" in nginx["ports"]
+    assert nginx["environment"]["PKGDL_PUBLIC_URL"].startswith("${PKGDL_PUBLIC_URL:-https://")
+
+
+def test_compose_env_makes_random_secrets_once_and_rotates_on_request(tmp_path, monkeypatch):
+    from deploy import compose_env
+
+    monkeypatch.setattr(compose_env, "ENV_FILE", tmp_path / ".env")
+    monkeypatch.setattr(compose_env, "TLS_DIRECTORY", tmp_path / "tls")
+    monkeypatch.setattr(compose_env, "ROOT", tmp_path)
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not found")
+    assert compose_env.main([]) == 0
+    first = (tmp_path / ".env").read_text()
+    assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "tls" / "pkgdl.crt").is_file() and (tmp_path / "tls" / "pkgdl.key").stat().st_mode & 0o077 == 0
+    assert compose_env.main([]) == 0 and (tmp_path / ".env").read_text() == first  # kept
+    assert compose_env.main(["--rotate"]) == 0 and (tmp_path / ".env").read_text() != first
+    secret = dict(line.split("=", 1) for line in first.splitlines() if "=" in line and not line.startswith("#"))
+    assert len(secret["PKGDL_S3_SECRET_KEY"]) >= 40 and secret["PKGDL_S3_ACCESS_KEY"].startswith("pkgdl-")
+
+
+def test_the_template_and_deploy_tls_agree_on_protocols_and_ciphers():
+    from deploy.tls import TLS_CIPHERS, TLS_PROTOCOLS
+
+    template = TEMPLATE.read_text()
+    assert f"ssl_protocols {TLS_PROTOCOLS};" in template and f"ssl_ciphers {TLS_CIPHERS};" in template

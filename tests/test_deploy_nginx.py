@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -119,8 +121,17 @@ def deployment(request) -> Deployment:
     return request.getfixturevalue(f"{request.param}_deployment")
 
 
+HTTPS = requests.Session()  # nginx speaks TLS only; requests through it trust the test certificate
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _trust_the_test_certificate(nginx_tls) -> None:
+    HTTPS.verify = str(nginx_tls[0])
+
+
 def get(url: str, **kwargs) -> requests.Response:
-    return requests.get(url, timeout=TIMEOUT, **kwargs)
+    # verify= on every call: a session's own verify loses to REQUESTS_CA_BUNDLE when the environment sets it.
+    return HTTPS.get(url, timeout=TIMEOUT, verify=HTTPS.verify, **kwargs)
 
 
 def visible_headers(response: requests.Response) -> list[tuple[str, str]]:
@@ -221,7 +232,7 @@ def test_logs_hold_no_token(deployment):
     for nginx in (deployment.offload, deployment.streamed):
         path = deployment.token_path(DEB)
         tokens.append(path.split("downloadToken=", 1)[1])
-        assert requests.head(nginx.base_url + path, timeout=TIMEOUT).status_code == 200
+        assert HTTPS.head(nginx.base_url + path, timeout=TIMEOUT, verify=HTTPS.verify).status_code == 200
         assert get(nginx.base_url + path).status_code == 200
         assert get(nginx.base_url + path).status_code == 403
     time.sleep(0.2)  # let gunicorn's log handlers write
@@ -236,14 +247,22 @@ def test_logs_hold_no_token(deployment):
 
 # --- robustness ----------------------------------------------------------------------------------------------------
 
+def tls_connection(base_url: str) -> socket.socket:
+    """A raw TLS connection to nginx (the handshake done), trusting the test certificate."""
+    split = urlsplit(base_url)
+    context = ssl.create_default_context(cafile=HTTPS.verify)
+    raw = socket.create_connection((split.hostname, split.port), timeout=TIMEOUT)
+    return context.wrap_socket(raw, server_hostname=split.hostname)
+
+
 def _abort_download(base_url: str, path: str, after: int) -> int:
-    """GET with Basic credentials over a raw socket, read ``after`` bytes, then reset the connection."""
+    """GET with Basic credentials over a raw TLS socket, read ``after`` bytes, then reset the connection."""
     split = urlsplit(base_url)
     credentials = base64.b64encode(f"{ALICE[0]}:{ALICE[1]}".encode()).decode()
     request = (f"GET {path} HTTP/1.1\r\nHost: {split.netloc}\r\nAuthorization: Basic {credentials}\r\n"
                "Accept: */*\r\n\r\n").encode()
     received = 0
-    with socket.create_connection((split.hostname, split.port), timeout=TIMEOUT) as sock:
+    with tls_connection(base_url) as sock:
         sock.sendall(request)
         while received < after:
             chunk = sock.recv(1 << 16)
@@ -364,11 +383,10 @@ def test_nginx_own_errors_are_uforge_errors(make_nginx, local_deployment, uforge
 def test_half_open_connections_through_nginx_leave_the_service_answering(local_deployment):
     """A slowloris of 100 half-sent requests: nginx holds them (client_header_timeout) and gunicorn never sees them,
     so /healthz and a download keep answering (gunicorn alone has 16 threads that such requests would hold)."""
-    host, port = urlsplit(local_deployment.streamed.base_url).netloc.split(":")
     sockets = []
     try:
         for n in range(100):
-            stalled = socket.create_connection((host, int(port)), timeout=5)
+            stalled = tls_connection(local_deployment.streamed.base_url)
             stalled.sendall(f"GET /healthz?{n} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())  # never finished
             sockets.append(stalled)
         started = time.monotonic()
@@ -379,3 +397,44 @@ def test_half_open_connections_through_nginx_leave_the_service_answering(local_d
     finally:
         for stalled in sockets:
             stalled.close()
+
+
+# --- TLS -----------------------------------------------------------------------------------------------------------
+
+HSTS = "max-age=63072000"
+
+
+def test_tls_everywhere_with_hsts(deployment, nginx_tls):
+    """Downloads (streamed and offloaded), the listing and nginx's own errors all come over TLS with HSTS; curl
+    verifies the certificate (--cacert) and TLS 1.1 is refused."""
+    for nginx in (deployment.offload, deployment.streamed):
+        for url, auth in ((nginx.base_url + deployment.path(DEB), ALICE), (nginx.base_url + "/_pkgdl/local/x", None),
+                          (nginx.base_url + "/users/alice/scannedinstances/12/scans/34/packages", ALICE)):
+            response = get(url, auth=auth)
+            assert response.headers["Strict-Transport-Security"] == HSTS, (url, response.status_code)
+        url = nginx.base_url + deployment.path(DEB)
+        done = subprocess.run(["curl", "-sS", "--cacert", str(nginx_tls[0]), "-u", f"{ALICE[0]}:{ALICE[1]}", "-o",
+                               "/dev/null", "-w", "%{http_code} %{size_download}", url],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert done.stdout == f"200 {len(deployment.source(DEB))}", done.stderr
+        old = subprocess.run(["curl", "-sS", "--cacert", str(nginx_tls[0]), "--tls-max", "1.1", "-o", "/dev/null",
+                              nginx.base_url + "/healthz"], capture_output=True, text=True, timeout=TIMEOUT)
+        assert old.returncode != 0
+
+
+def test_plain_http_only_redirects_to_the_public_url(local_deployment):
+    """Never to the request's Host (nor an absolute-form target's host); the token stays in the path it had."""
+    nginx = local_deployment.offload
+    path = local_deployment.token_path(DEB)
+    for headers, target in (({"Host": "evil.example"}, path), ({}, path)):
+        response = requests.get(nginx.http_url + target, headers=headers, allow_redirects=False, timeout=TIMEOUT)
+        assert response.status_code == 308
+        assert response.headers["Location"] == nginx.public_url + path
+    raw = socket.create_connection(("127.0.0.1", nginx.http_port), timeout=TIMEOUT)
+    with raw:
+        raw.sendall(f"GET http://evil.example{path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+                    .encode())
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert b"evil.example" not in answer and f"Location: {nginx.public_url}{path}".encode() in answer
