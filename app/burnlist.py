@@ -42,6 +42,11 @@ class BurnList(Protocol):
         """Record `token_id`; True only the first time, atomically across threads, processes and hosts."""
         ...
 
+    def release(self, token_id: str) -> bool:
+        """Forget a burn whose delivery never started (nginx could not read the offloaded file); True if it was
+        there."""
+        ...
+
     def purge(self) -> int:
         """Remove expired entries and return how many were removed."""
         ...
@@ -211,6 +216,13 @@ class SqliteBurnList:
         now = math.floor(self._clock())
         return connection.execute("DELETE FROM burned WHERE expires < ?", (now,)).rowcount
 
+    def release(self, token_id: str) -> bool:
+        """Delete the row of `token_id` (one autocommit statement)."""
+        try:
+            return self._connect().execute("DELETE FROM burned WHERE jti = ?", (token_id,)).rowcount > 0
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
     def purge(self) -> int:
         """Delete expired rows and return how many."""
         try:
@@ -375,6 +387,13 @@ class RedisBurnList:
             ttl = EXPIRED_RETENTION
         try:
             return bool(self._redis().set(_REDIS_PREFIX + token_id, 1, nx=True, ex=ttl))
+        except redis.RedisError as exc:
+            raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
+
+    def release(self, token_id: str) -> bool:
+        """DEL the id's key."""
+        try:
+            return bool(self._redis().delete(_REDIS_PREFIX + token_id))
         except redis.RedisError as exc:
             raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
-from urllib.parse import quote, urlsplit
 
 from flask import Response
 
@@ -17,6 +16,7 @@ from app.errors import RangeNotSatisfiable
 from app.headers import content_disposition, http_date, repr_digest
 from app.ids import is_media_type
 from app.manifest import Package
+from app.offload import is_conditional, offload_target, offloaded_response
 from storage_backends import Storage
 
 CHUNK_SIZE = 1 << 20  # 1 MiB reads from remote storage: bounded memory per stream; 4 MiB was no faster on S3.
@@ -40,6 +40,8 @@ class DeliveryPolicy:
     before_first_byte: Callable[[], None] | None = None
     on_finish: Callable[[int, int, str], None] = field(default=lambda status, sent, result: None)
     offload: bool = False
+    # For nginx (X-Accel): a signed ticket that gives the token back if nginx cannot read the file (app/offload.py).
+    release_ticket: str | None = None
 
 
 def representation_of(package: Package) -> Representation:
@@ -61,11 +63,11 @@ def package_response(storage: Storage, package: Package, method: str, request_he
     headers.update(_content_headers(package))
     blob = storage.open_blob(package.path, package.size)  # also proves the blob is there before any burn
     is_local = storage.local_path(package.path) is not None
-    if policy.offload and method != "HEAD" and not decision.ranges and not _is_conditional(request_headers):
-        target = _offload_target(storage, package, is_local)
+    if policy.offload and method != "HEAD" and not decision.ranges and not is_conditional(request_headers):
+        target = offload_target(storage, package, is_local)
         if target is not None:
             blob.close()
-            return _offloaded(target, package, headers, policy)
+            return offloaded_response(target, package, headers, policy)
     if method == "HEAD":
         blob.close()
         headers["Content-Length"] = str(package.size)
@@ -94,41 +96,6 @@ def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], h
     stream = _observed(first, body, blob, length,
                        lambda sent, done: policy.on_finish(status, sent, "completed" if done else "aborted"))
     return Response(stream, status=status, headers=headers, direct_passthrough=True)
-
-
-# Requests that carry these are streamed by us even in offload mode: nginx's static module would evaluate them
-# again against its own validators (an mtime/size ETag), and its multipart ranges are not coalesced.
-_CONDITIONAL_HEADERS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
-OFFLOAD_LOCAL_PREFIX = "/_pkgdl/local/"
-OFFLOAD_S3_PREFIX = "/_pkgdl/s3"
-PRESIGNED_SECONDS = 60
-
-
-def _is_conditional(request_headers: Mapping[str, str]) -> bool:
-    return any(request_headers.get(name) is not None for name in _CONDITIONAL_HEADERS)
-
-
-def _offload_target(storage: Storage, package: Package, is_local: bool) -> str | None:
-    """Where nginx finds the bytes: the file under the storage root, or a presigned S3 GET; None streams."""
-    if is_local:
-        return OFFLOAD_LOCAL_PREFIX + quote(package.path)
-    presigned = storage.presigned_url(package.path, PRESIGNED_SECONDS)
-    if presigned is None:
-        return None
-    url = urlsplit(presigned)
-    return f"{OFFLOAD_S3_PREFIX}{url.path}?{url.query}"
-
-
-def _offloaded(target: str, package: Package, headers: dict[str, str], policy: DeliveryPolicy) -> Response:
-    """Authorized, preconditions passed: burn, then let nginx send the bytes (deploy/nginx.conf)."""
-    if policy.before_first_byte is not None:
-        policy.before_first_byte()
-    headers["X-Accel-Redirect"] = target
-    headers["X-Accel-Buffering"] = "no"
-    policy.on_finish(200, package.size, "offloaded")
-    response = Response(status=200, headers=headers)
-    response.headers["Content-Length"] = str(package.size)
-    return response
 
 
 def _sendfile(blob: BinaryIO, package: Package, headers: dict[str, str], policy: DeliveryPolicy,

@@ -59,6 +59,16 @@ class Unavailable(ServiceError):
     status, message, message_id = 503, "A backing service is unavailable; try again later.", "pkgdl.unavailable"
 
 
+class OffloadFailed(ServiceError):
+    """nginx could not read an offloaded package; ``request_uri`` is the client's path, as nginx reports it."""
+
+    status, message, message_id = 502, "The package could not be read; try again later.", "pkgdl.offloadFailed"
+
+    def __init__(self, request_uri: str | None = None) -> None:
+        super().__init__()
+        self.request_uri = request_uri
+
+
 class RangeNotSatisfiable(ServiceError):
     status, message, message_id = 416, "The requested range is not satisfiable.", "pkgdl.rangeNotSatisfiable"
 
@@ -105,7 +115,7 @@ def response_for(exc: BaseException) -> Response:
     if answer.status >= 500:
         # Logged with the traceback for operators; the client gets only the generic message.
         log.error("request failed with %s: %r", answer.status, exc, exc_info=answer.status == 500)
-    response = error_response(answer.status, answer.message, answer.message_id)
+    response = error_response(answer.status, answer.message, answer.message_id, getattr(exc, "request_uri", None))
     if answer.retry_after:
         response.headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
     if answer.status == 401:

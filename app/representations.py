@@ -67,12 +67,15 @@ def xml_safe(text: str) -> str:
                    if unicodedata.category(ch) not in ("Cc", "Cs") and ch not in "\ufffe\uffff")
 
 
-def error_response(status: int, message: str, message_id: str) -> Response:
-    """A uforgeError body for the current request (the URI without its query string: it may carry a token)."""
+def error_response(status: int, message: str, message_id: str, request_uri: str | None = None) -> Response:
+    """A uforgeError body for the current request (the URI without its query string: it may carry a token), or
+    for ``request_uri`` when the request is nginx reporting about a client's."""
+    own = has_request_context() and not request_uri
+    path = request_uri.split("?", 1)[0] if request_uri else request.path if own else None
     fields = {
         "localizedErrorMsg": wire_object({"message": message, "messageId": message_id}, LOCALIZED_MESSAGE_ELEMENTS),
-        "requestMethod": request.method if has_request_context() else None,
-        "requestUri": _printable(request.path) if has_request_context() else None,
+        "requestMethod": request.method if own else None,  # optional in the schema; nginx's report does not say
+        "requestUri": _printable(path) if path is not None else None,
         "statusCode": status,
         "timestamp": xs_datetime(datetime.now(UTC), milliseconds=True),
     }

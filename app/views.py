@@ -14,10 +14,11 @@ from app.access import Access, authorize_download, require_reader
 from app.audit import audit_download
 from app.conditional import Representation, evaluate
 from app.download import DeliveryPolicy, empty_response, package_response
-from app.errors import AccessDenied, InvalidRequest, NotFound, Unavailable
+from app.errors import AccessDenied, InvalidRequest, NotFound, OffloadFailed, Unavailable
 from app.ids import is_number_segment, is_uid
 from app.landing import prefers_html, render_landing_page
 from app.listing import listing_entries, packages_differing_from
+from app.offload import RELEASE_HEADER, REQUEST_PATH_HEADER
 from app.representations import scanned_packages_response, wants_json
 from app.services import services
 from app.tokens import PackageRef
@@ -95,8 +96,10 @@ def _delivery_policy(access: Access, ref: PackageRef, started: float) -> Deliver
         audit_download(who=who, ids=ids, status=status, sent=sent, started=started, result=result)
 
     cache_headers = TOKEN_CACHE_HEADERS if access.by_token else BASIC_CACHE_HEADERS
-    return DeliveryPolicy(cache_headers=cache_headers, before_first_byte=burn, on_finish=finish,
-                          offload=svc.settings.offload == "x-accel")
+    offload = svc.settings.offload == "x-accel"
+    ticket = svc.tokens.release_ticket(access.claims.token_id) if offload and access.claims else None
+    return DeliveryPolicy(cache_headers=cache_headers, before_first_byte=burn, on_finish=finish, offload=offload,
+                          release_ticket=ticket)
 
 
 @bp.route(f"{SCAN_PATH}/packages", methods=["GET", "HEAD"], provide_automatic_options=False)
@@ -134,6 +137,19 @@ def _scan_named(uri: str, user) -> tuple[str, int, int]:  # noqa: ANN001 - a use
     if not user.may_read(other[0]):
         raise AccessDenied()
     return other
+
+
+@bp.route("/_pkgdl/offload-failed", methods=["POST"], provide_automatic_options=False)
+def offload_failed() -> Response:
+    """nginx could not read an offloaded package (deploy/nginx.conf.template posts here from its internal
+    location): give the token back if nginx brings a genuine release ticket, and answer 502 for the client."""
+    token_id = services().tokens.released_token_id(request.headers.get(RELEASE_HEADER, ""))
+    if token_id is not None:
+        released = services().burnlist.release(token_id)
+        log.warning("offloaded delivery failed in nginx; token %s given back: %s", token_id, released)
+    else:
+        log.warning("offloaded delivery failed in nginx (no token to give back)")
+    raise OffloadFailed(request_uri=request.headers.get(REQUEST_PATH_HEADER))
 
 
 @bp.route("/healthz", methods=["GET", "HEAD"], provide_automatic_options=False)

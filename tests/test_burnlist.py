@@ -91,6 +91,17 @@ def test_first_burn_wins_and_every_later_one_loses(burnlist: BurnList) -> None:
     assert burnlist.burn(token_id, FAR) is False
 
 
+def test_a_released_burn_can_be_burned_again_once(burnlist: BurnList) -> None:
+    """An offloaded delivery that nginx could not start gives its token back (release), and only that once."""
+    token_id, other = fresh_id(), fresh_id()
+    assert burnlist.burn(token_id, FAR) and burnlist.burn(other, FAR)
+    assert burnlist.release(token_id) is True
+    assert burnlist.release(token_id) is False  # nothing left to release
+    assert burnlist.burn(token_id, FAR) is True
+    assert burnlist.burn(token_id, FAR) is False
+    assert burnlist.burn(other, FAR) is False  # other burns untouched
+
+
 def test_ids_are_independent(burnlist: BurnList) -> None:
     first, second = fresh_id(), fresh_id()
     assert burnlist.burn(first, FAR) is True

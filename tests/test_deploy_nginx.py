@@ -323,16 +323,29 @@ def test_readyz_through_nginx_follows_redis(local_deployment, redis_server):
 
 
 def test_s3_errors_do_not_reach_the_client(make_nginx, seaweedfs, tmp_path):
-    """A refused presigned URL (here: a forged signature) is a plain 502, not S3's XML naming bucket and key."""
+    """A refused presigned URL (here: a forged signature) is a 502 from the app, not S3's XML naming bucket and key:
+    nginx reports the failure to the app with the release ticket the app sent (an app stand-in here), and the
+    answer carries no Content-Disposition (it would save the error under the package's name)."""
     target = f"/_pkgdl/s3/{seaweedfs.bucket}/deploy/blobs/no-such-key?X-Amz-Signature=forged"
+    reports = []
 
     class Upstream(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's naming
             self.send_response(200)
             self.send_header("X-Accel-Redirect", target)
-            self.send_header("Content-Disposition", 'attachment; filename="x.rpm"')
+            self.send_header("X-Pkgdl-Content-Disposition", 'attachment; filename="x.rpm"')
+            self.send_header("X-Pkgdl-Release", "the-release-ticket")
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def do_POST(self):  # noqa: N802 - what the app's /_pkgdl/offload-failed receives
+            reports.append((self.path, self.headers.get("X-Pkgdl-Release"), self.headers.get("X-Pkgdl-Request-Path")))
+            body = b"<uforgeError/>"
+            self.send_response(502)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, *args):
             pass
@@ -340,17 +353,39 @@ def test_s3_errors_do_not_reach_the_client(make_nginx, seaweedfs, tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    path = "/users/alice/scannedinstances/1/scans/1/packages/1/bin"
     try:
         nginx = make_nginx([f"127.0.0.1:{server.server_address[1]}"], tmp_path, seaweedfs.endpoint_url)
-        response = get(nginx.base_url + "/users/alice/scannedinstances/1/scans/1/packages/1/bin")
+        response = get(nginx.base_url + path + "?downloadToken=secret-token")
     finally:
         server.shutdown()
         server.server_close()
     assert response.status_code == 502
     for leak in ("no-such-key", seaweedfs.bucket, "<Error>", "Signature"):
         assert leak not in response.text
-    assert not any(name.lower().startswith(("x-amz", "seaweed")) for name in response.headers)
-    assert response.headers["Content-Type"] == "application/xml"  # a uforgeError (parsed in the test below)
+    assert not any(name.lower().startswith(("x-amz", "seaweed", "x-pkgdl")) for name in response.headers)
+    assert response.headers["Content-Type"] == "application/xml"
+    assert "Content-Disposition" not in response.headers
+    assert reports == [("/_pkgdl/offload-failed", "the-release-ticket", path)]  # no query: it holds the token
+
+
+def test_a_file_nginx_cannot_read_spends_no_token(local_deployment, make_nginx, tmp_path):
+    """The review's finding: a storage root nginx could not read (permissions, an alias mismatch) answered nginx's
+    error under the package's name, and the link was gone. Here nginx's alias points at an empty directory while
+    the app sees the file: nginx reports it, the app gives the token back and answers 502; through a correct
+    nginx the same link then delivers, once."""
+    (tmp_path / "empty").mkdir()
+    wrong = make_nginx([_address(s) for s in local_deployment.instances], tmp_path / "empty")
+    path = local_deployment.token_path(DEB)
+    failed = get(wrong.base_url + path)
+    assert failed.status_code == 502, failed.text[:200]
+    assert "Content-Disposition" not in failed.headers and failed.headers["Cache-Control"] == "no-store"
+    assert failed.headers["Content-Type"] == "application/xml" and b"offloadFailed" in failed.content
+    delivered = get(local_deployment.offload.base_url + path)
+    assert delivered.status_code == 200 and delivered.content == local_deployment.source(DEB)
+    assert delivered.headers["Content-Disposition"].startswith("attachment;")
+    assert get(local_deployment.offload.base_url + path).status_code == 403
+    assert get(wrong.base_url + local_deployment.path(DEB), auth=ALICE).status_code == 502  # Basic: nothing to return
 
 
 def test_nginx_own_errors_are_uforge_errors(make_nginx, local_deployment, uforge_sdk, tmp_path, request):

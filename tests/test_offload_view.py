@@ -20,10 +20,15 @@ def test_plain_get_is_handed_to_nginx(offload_client, scan):
     assert response.status_code == 200
     assert response.data == b""
     assert response.headers["X-Accel-Redirect"].startswith("/_pkgdl/local/blobs/sha256/")
-    streamed = offload_client.application.test_client()
-    for name in ("ETag", "Last-Modified", "Content-Type", "Content-Disposition", "Repr-Digest", "Cache-Control",
+    streamed = offload_client.application.test_client().head(scan.bin_path(1), headers=ALICE)
+    for name in ("ETag", "Last-Modified", "Content-Type", "Repr-Digest", "Cache-Control",
                  "Vary", "X-Content-Type-Options", "Accept-Ranges", "Content-Length"):
-        assert response.headers[name] == streamed.head(scan.bin_path(1), headers=ALICE).headers[name], name
+        assert response.headers[name] == streamed.headers[name], name
+    # Content-Disposition goes under another name, which nginx adds back only to the file's answer, so an error of
+    # nginx's is never saved under the package's name (the template; tests/test_deploy_nginx.py checks the result).
+    assert "Content-Disposition" not in response.headers
+    assert response.headers["X-Pkgdl-Content-Disposition"] == streamed.headers["Content-Disposition"]
+    assert "X-Pkgdl-Release" not in response.headers  # credentials: no token to give back
 
 
 @pytest.mark.parametrize("headers, status", [
@@ -66,3 +71,22 @@ def test_backends_without_offload_stream(make_app, scan):
     response = make_app(offload="x-accel").test_client().get(scan.bin_path(1), headers=ALICE)
     assert "X-Accel-Redirect" not in response.headers
     assert response.data == scan.blobs[1]
+
+
+def test_a_token_offload_carries_a_release_ticket_that_gives_the_token_back(offload_client, scan):
+    """nginx could not read the file: it posts the ticket to /_pkgdl/offload-failed, the token works again once."""
+    tokens = offload_client.application.extensions["pkgdl"].tokens
+    url = f"{scan.bin_path(1)}?downloadToken={tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 1))}"
+    offloaded = offload_client.get(url)
+    assert offloaded.status_code == 200 and "X-Accel-Redirect" in offloaded.headers
+    ticket = offloaded.headers["X-Pkgdl-Release"]
+    assert offload_client.get(url).status_code == 403  # spent
+    report = offload_client.post("/_pkgdl/offload-failed",
+                                 headers={"X-Pkgdl-Release": ticket, "X-Pkgdl-Request-Path": scan.bin_path(1)})
+    assert report.status_code == 502 and b"pkgdl.offloadFailed" in report.data
+    assert f"<requestUri>{scan.bin_path(1)}</requestUri>".encode() in report.data
+    assert offload_client.get(url).status_code == 200  # given back: delivered once more
+    assert offload_client.get(url).status_code == 403
+    forged = offload_client.post("/_pkgdl/offload-failed", headers={"X-Pkgdl-Release": ticket[:-3] + "abc"})
+    assert forged.status_code == 502
+    assert offload_client.get(url).status_code == 403  # a forged ticket released nothing

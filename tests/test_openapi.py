@@ -319,8 +319,11 @@ def _auth_not_bypassed(minted: dict[str, PackageRef], burned: set[str]):
 # schemathesis' own pytest integration (schemathesis.pytest.from_fixture + parametrize) cannot run under pytest 9
 # (it reads the removed private Function._nodeid), so each operation is one test item driving the operation's
 # hypothesis strategy itself.
+# nginx's internal report of a failed offload answers 502 by design (it reports a failure), which the
+# no-server-error check would flag; tests/test_offload_view.py and tests/test_deploy_nginx.py cover it.
+ALWAYS_502 = {"postOffloadFailed"}
 OPERATION_IDS = sorted(op["operationId"] for item in SPEC["paths"].values() for m, op in item.items()
-                       if m in HTTP_METHODS)
+                       if m in HTTP_METHODS and op["operationId"] not in ALWAYS_502)
 FUZZ_SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                          suppress_health_check=list(HealthCheck))
 

@@ -354,3 +354,19 @@ def test_rejection_carries_its_reason() -> None:
     exc = TokenRejected("expired")
     assert exc.reason == "expired"
     assert str(exc) == "expired"
+
+
+def test_release_tickets(service: TokenService, clock: FrozenClock) -> None:
+    """What nginx sends back for a token it could not deliver: signed, short-lived, never a download token."""
+    clock.now = NOW
+    token = service.mint(REF)
+    token_id = service.verify(token, REF).token_id
+    ticket = service.release_ticket(token_id)
+    assert service.released_token_id(ticket) == token_id
+    assert service.released_token_id(token) is None  # a download token is not a ticket
+    assert reason(service, ticket) in {"bad_signature", "bad_payload"}  # nor the reverse
+    assert service.released_token_id(ticket[:-2] + "AA") is None
+    assert service.released_token_id("") is None and service.released_token_id("x" * 5000) is None
+    assert TokenService(["another-key"], MAX_AGE, clock=clock).released_token_id(ticket) is None
+    clock.now = NOW + 61
+    assert service.released_token_id(ticket) is None  # expired

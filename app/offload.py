@@ -1,0 +1,62 @@
+"""X-Accel offload (PKGDL_OFFLOAD=x-accel): the app authorizes and burns, nginx sends the bytes from an internal
+location of deploy/nginx.conf.template. This module knows those locations and the headers the two sides exchange."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
+
+from flask import Response
+
+from app.manifest import Package
+from storage_backends import Storage
+
+if TYPE_CHECKING:
+    from app.download import DeliveryPolicy
+
+# Requests that carry these are streamed by us even in offload mode: nginx's static module would evaluate them
+# again against its own validators (an mtime/size ETag), and its multipart ranges are not coalesced.
+_CONDITIONAL_HEADERS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
+DISPOSITION_HEADER = "X-Pkgdl-Content-Disposition"
+RELEASE_HEADER = "X-Pkgdl-Release"
+REQUEST_PATH_HEADER = "X-Pkgdl-Request-Path"  # the client's path (no query) when nginx reports a failed offload
+OFFLOAD_LOCAL_PREFIX = "/_pkgdl/local/"
+OFFLOAD_S3_PREFIX = "/_pkgdl/s3"
+PRESIGNED_SECONDS = 60
+
+
+def is_conditional(request_headers: Mapping[str, str]) -> bool:
+    return any(request_headers.get(name) is not None for name in _CONDITIONAL_HEADERS)
+
+
+def offload_target(storage: Storage, package: Package, is_local: bool) -> str | None:
+    """Where nginx finds the bytes: the file under the storage root, or a presigned S3 GET; None streams."""
+    if is_local:
+        return OFFLOAD_LOCAL_PREFIX + quote(package.path)
+    presigned = storage.presigned_url(package.path, PRESIGNED_SECONDS)
+    if presigned is None:
+        return None
+    url = urlsplit(presigned)
+    return f"{OFFLOAD_S3_PREFIX}{url.path}?{url.query}"
+
+
+def offloaded_response(target: str, package: Package, headers: dict[str, str], policy: DeliveryPolicy) -> Response:
+    """Authorized, preconditions passed: burn, then let nginx send the bytes (deploy/nginx.conf.template).
+
+    Content-Disposition travels as X-Pkgdl-Content-Disposition, which nginx adds back only when it sends the file:
+    an error of its own (the file unreadable) must not be saved under the package's name. The release ticket lets
+    nginx give the token back when it cannot read the file (POST /_pkgdl/offload-failed); nginx never forwards
+    either header to the client.
+    """
+    if policy.before_first_byte is not None:
+        policy.before_first_byte()
+    headers[DISPOSITION_HEADER] = headers.pop("Content-Disposition")
+    if policy.release_ticket is not None:
+        headers[RELEASE_HEADER] = policy.release_ticket
+    headers["X-Accel-Redirect"] = target
+    headers["X-Accel-Buffering"] = "no"
+    policy.on_finish(200, package.size, "offloaded")
+    response = Response(status=200, headers=headers)
+    response.headers["Content-Length"] = str(package.size)
+    return response
