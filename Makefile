@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint demo clean stack bench bench-quick fuzz audit compose-env
+.PHONY: run test test-fast lint demo clean stack bench bench-quick fuzz audit compose-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check app storage_backends tests bench deploy
 	$(BIN)/pytest
+
+# Unit tests only (no real server, no network): about 30 s, for the edit-test loop. `make test` runs everything.
+test-fast: $(STAMP)
+	$(BIN)/ruff check app storage_backends tests bench deploy
+	$(BIN)/pytest -m "not integration"
 
 lint: $(STAMP)
 	$(BIN)/ruff check app storage_backends tests bench deploy

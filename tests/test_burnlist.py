@@ -49,7 +49,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 6.0) -> bool:
     return condition()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.integration) if name == "redis" else name
+                        for name in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -203,7 +204,7 @@ def test_an_already_expired_token_is_still_recorded(burnlist: BurnList) -> None:
 def test_purge_keeps_live_entries(burnlist: BurnList) -> None:
     token_id = fresh_id()
     burnlist.burn(token_id, FAR)
-    assert burnlist.purge() >= 0
+    assert burnlist.purge() == 0  # nothing expired here (Redis expires keys itself: always 0)
     assert burnlist.burn(token_id, FAR) is False
 
 

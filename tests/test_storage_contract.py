@@ -111,7 +111,12 @@ def _http(request, tmp_path: Path) -> Backend:
 FACTORIES = {"local": _local, "memory": _memory, "s3": _s3, "http": _http}
 
 
-@pytest.fixture(params=list(FACTORIES))
+# The S3 and HTTP backends need real servers: their cases are integration tests (`make test-fast` skips them).
+_REAL_SERVERS = {"s3", "http"}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.integration) if name in _REAL_SERVERS else name
+                        for name in FACTORIES])
 def backend(request, tmp_path: Path) -> Backend:
     """Each contract test runs once per backend."""
     return FACTORIES[request.param](request, tmp_path)
