@@ -41,9 +41,7 @@ def _verify_password(login: str, password: str) -> User | None:
     address = request.remote_addr or "unknown"
     retry_after = throttle.retry_after(login, address)
     if retry_after is not None:
-        error = TooManyAttempts()
-        error.retry_after = retry_after
-        raise error
+        raise TooManyAttempts(retry_after)
     user = services().authenticator.authenticate(login, password)
     if user is None:
         throttle.failed(login, address)

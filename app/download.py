@@ -57,9 +57,7 @@ def package_response(storage: Storage, package: Package, method: str, request_he
     if decision.status in (304, 412):
         return empty_response(decision.status, headers)
     if decision.status == 416:
-        error = RangeNotSatisfiable()
-        error.content_range = unsatisfiable_content_range(package.size)
-        raise error
+        raise RangeNotSatisfiable(unsatisfiable_content_range(package.size))
     headers.update(_content_headers(package))
     blob = storage.open_blob(package.path, package.size)  # also proves the blob is there before any burn
     is_local = storage.local_path(package.path) is not None

@@ -19,16 +19,22 @@ WWW_AUTHENTICATE = 'Basic realm="pkgdl", charset="UTF-8"'
 
 
 class ServiceError(Exception):
-    """An error with a fixed client-facing status and generic message."""
+    """An error with a fixed client-facing status and generic message; subclasses take their data (a wait, a
+    range) in their constructor and say which headers it becomes."""
 
     status = 500
     message = "Internal server error."
     message_id = "pkgdl.internal"
+    request_uri: str | None = None  # the client's URI when the request is a report about another one (nginx's)
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
         if message:
             self.message = message
+
+    def headers(self) -> dict[str, str]:
+        """Headers this error's answer carries besides those of its status."""
+        return {}
 
 
 class InvalidRequest(ServiceError):
@@ -54,6 +60,14 @@ class MethodNotAllowed(ServiceError):
 class TooManyAttempts(ServiceError):
     status, message, message_id = 429, "Too many failed login attempts; try again later.", "pkgdl.tooManyRequests"
 
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """When the window frees a place."""
+        return {"Retry-After": str(self.retry_after)}
+
 
 class Unavailable(ServiceError):
     status, message, message_id = 503, "A backing service is unavailable; try again later.", "pkgdl.unavailable"
@@ -71,6 +85,14 @@ class OffloadFailed(ServiceError):
 
 class RangeNotSatisfiable(ServiceError):
     status, message, message_id = 416, "The requested range is not satisfiable.", "pkgdl.rangeNotSatisfiable"
+
+    def __init__(self, content_range: str) -> None:
+        super().__init__()
+        self.content_range = content_range
+
+    def headers(self) -> dict[str, str]:
+        """`Content-Range: bytes */LEN` (RFC 9110 15.5.17)."""
+        return {"Content-Range": self.content_range}
 
 
 @dataclass(frozen=True)
@@ -115,15 +137,16 @@ def response_for(exc: BaseException) -> Response:
     if answer.status >= 500:
         # Logged with the traceback for operators; the client gets only the generic message.
         log.error("request failed with %s: %r", answer.status, exc, exc_info=answer.status == 500)
-    response = error_response(answer.status, answer.message, answer.message_id, getattr(exc, "request_uri", None))
+    own = exc if isinstance(exc, ServiceError) else None
+    response = error_response(answer.status, answer.message, answer.message_id, own.request_uri if own else None)
     if answer.retry_after:
-        response.headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     if answer.status == 401:
         response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     if answer.status == 405:
         response.headers["Allow"] = "GET, HEAD"
-    if answer.status == 416 and getattr(exc, "content_range", None):
-        response.headers["Content-Range"] = exc.content_range
+    if own:
+        response.headers.update(own.headers())
     return response
 
 
