@@ -14,8 +14,9 @@ from app.config import Settings, from_env
 def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa: ANN001 - a storage_backends.Storage
     """Build the app: settings, services, error table, endpoints. Nothing reads the environment at import."""
     from app.errors import register_error_handlers
+    from app.headers import TOKEN_CACHE_HEADERS
     from app.services import EXTENSION_KEY, build_services
-    from app.views import TOKEN_CACHE_HEADERS, bp
+    from app.views import bp
 
     settings = settings or from_env()
     settings.require_signing_keys()
@@ -38,7 +39,11 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
     def _token_path_headers(response):  # noqa: ANN001, ANN202
         # Every answer to a URL carrying a token (errors included) is uncacheable and leaks no Referer,
         # unless Basic credentials admitted the request (then the Basic cache headers stand).
-        if request.query_string and "downloadToken" in request.args and not g.get("admitted_by_basic"):
+        # g.access is how the request was admitted (app/access.py); a refused token has none and stays uncacheable.
+        access = g.get("access")
+        token_path = access.by_token if access is not None else (
+            bool(request.query_string) and "downloadToken" in request.args)
+        if token_path:
             response.headers.update(TOKEN_CACHE_HEADERS)
             response.headers.pop("Vary", None)
         return response

@@ -9,6 +9,7 @@ from flask import g, request
 from flask_httpauth import HTTPBasicAuth
 
 from app.errors import AccessDenied, AuthenticationRequired, InvalidRequest, MethodNotAllowed, TooManyAttempts
+from app.headers import BASIC_CACHE_HEADERS, TOKEN_CACHE_HEADERS
 from app.services import services
 from app.tokens import PackageRef, TokenClaims, TokenRejected
 from app.users import User
@@ -60,6 +61,11 @@ class Access:
         """True on the token path."""
         return self.claims is not None
 
+    @property
+    def cache_headers(self) -> dict[str, str]:
+        """How every answer to this request may be cached (errors included: app/__init__.py)."""
+        return TOKEN_CACHE_HEADERS if self.by_token else BASIC_CACHE_HEADERS
+
 
 def token_in_request() -> str | None:
     """The downloadToken query parameter; empty counts as absent, several are a 400 (and burn nothing)."""
@@ -103,12 +109,13 @@ def authorize_download(ref: PackageRef) -> Access:
         # SDK built without credentials sends "None:None" with every link, which must not lock a migration out.
         user = None
     if user is not None and user.may_read(ref.uid):
-        g.admitted_by_basic = True
-        return Access(user=user)
+        g.access = Access(user=user)
+        return g.access
     if token is None:
         raise AccessDenied() if user is not None else AuthenticationRequired()
     try:
-        return Access(claims=services().tokens.verify(token, ref))
+        g.access = Access(claims=services().tokens.verify(token, ref))
+        return g.access
     except TokenRejected as rejected:
         log.info("download token rejected: %s", rejected.reason)
         services().metrics.token_rejected(rejected.reason)

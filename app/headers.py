@@ -10,6 +10,11 @@ from datetime import datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
+# How a package answer may be cached: per user on the Basic path (revalidated: no-cache), never on the token path,
+# whose URL is a bearer credential (no-store, and no Referer carrying it elsewhere).
+BASIC_CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+TOKEN_CACHE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
 # RFC 8187 attr-char minus the always-safe ALPHA / DIGIT that quote() keeps anyway.
 _ATTR_CHAR_PUNCTUATION = "!#$&+-.^_`|~"
 # What the quoted ASCII fallback keeps; everything else (quotes, backslash, slash, controls, ';') becomes '_'.

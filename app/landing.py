@@ -7,7 +7,7 @@ import html
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from app.headers import file_name_of
+from app.headers import TOKEN_CACHE_HEADERS, file_name_of
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -31,6 +31,15 @@ after that, the link can no longer be used.</p>
 </body>
 </html>
 """
+
+
+# Token path, and a page with no script and no external asset: nothing else may load or frame it.
+LANDING_HEADERS = {
+    **TOKEN_CACHE_HEADERS,
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+}
 
 
 def render_landing_page(file_name: str) -> str:

@@ -16,7 +16,7 @@ from app.conditional import Representation, evaluate
 from app.download import DeliveryPolicy, empty_response, package_response
 from app.errors import AccessDenied, InvalidRequest, NotFound, OffloadFailed, Unavailable
 from app.ids import is_number_segment, is_uid
-from app.landing import prefers_html, render_landing_page
+from app.landing import LANDING_HEADERS, prefers_html, render_landing_page
 from app.listing import listing_entries, packages_differing_from
 from app.offload import RELEASE_HEADER, REQUEST_PATH_HEADER
 from app.representations import scanned_packages_response, wants_json
@@ -28,8 +28,6 @@ log = logging.getLogger("pkgdl")
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
 SCAN_PATH = "/users/<uid>/scannedinstances/<siid>/scans/<sid>"
-BASIC_CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
-TOKEN_CACHE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 _ENCODED_SEPARATORS = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
@@ -71,12 +69,6 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
     return response
 
 
-LANDING_HEADERS = {
-    **TOKEN_CACHE_HEADERS,
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'",
-}
 
 
 def _delivery_policy(access: Access, ref: PackageRef, started: float) -> DeliveryPolicy:
@@ -95,10 +87,9 @@ def _delivery_policy(access: Access, ref: PackageRef, started: float) -> Deliver
         svc.metrics.download_finished(kind, status, sent, result)
         audit_download(who=who, ids=ids, status=status, sent=sent, started=started, result=result)
 
-    cache_headers = TOKEN_CACHE_HEADERS if access.by_token else BASIC_CACHE_HEADERS
     offload = svc.settings.offload == "x-accel"
     ticket = svc.tokens.release_ticket(access.claims.token_id) if offload and access.claims else None
-    return DeliveryPolicy(cache_headers=cache_headers, before_first_byte=burn, on_finish=finish, offload=offload,
+    return DeliveryPolicy(cache_headers=access.cache_headers, before_first_byte=burn, on_finish=finish, offload=offload,
                           release_ticket=ticket)
 
 
