@@ -12,6 +12,7 @@ from flask import Response
 
 from app.byteranges import multipart_layout, new_boundary
 from app.conditional import ByteRange, Representation, evaluate, unsatisfiable_content_range
+from app.delivery import DeliveryObserver, SilentObserver
 from app.errors import RangeNotSatisfiable
 from app.headers import content_disposition, http_date, repr_digest
 from app.ids import is_media_type
@@ -34,11 +35,11 @@ SENDFILE_MAX = 8 << 20
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    """What differs between the Basic and the token path: cache headers, and the burn just before the first byte."""
+    """What differs between deliveries: cache headers, the observer told of the first byte and the end
+    (app/delivery.py), and whether nginx sends the bytes."""
 
     cache_headers: Mapping[str, str]
-    before_first_byte: Callable[[], None] | None = None
-    on_finish: Callable[[int, int, str], None] = field(default=lambda status, sent, result: None)
+    observer: DeliveryObserver = field(default_factory=SilentObserver)
     offload: bool = False
     # For nginx (X-Accel): a signed ticket that gives the token back if nginx cannot read the file (app/offload.py).
     release_ticket: str | None = None
@@ -81,8 +82,7 @@ def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], h
     try:
         body, length, content_type = _body_plan(blob, package, ranges, chunk_size)
         first = next(body)  # storage faults before the first byte still become clean 4xx/5xx answers
-        if policy.before_first_byte is not None:
-            policy.before_first_byte()
+        policy.observer.before_first_byte()
     except BaseException:
         blob.close()
         raise
@@ -92,7 +92,7 @@ def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], h
         headers["Content-Range"] = ranges[0].content_range(package.size)
     status = 206 if ranges else 200
     stream = _observed(first, body, blob, length,
-                       lambda sent, done: policy.on_finish(status, sent, "completed" if done else "aborted"))
+                       lambda sent, done: policy.observer.finished(status, sent, "completed" if done else "aborted"))
     return Response(stream, status=status, headers=headers, direct_passthrough=True)
 
 
@@ -100,14 +100,13 @@ def _sendfile(blob: BinaryIO, package: Package, headers: dict[str, str], policy:
               file_wrapper: Callable) -> Response:
     """A whole small local file through the server's sendfile(2) (gunicorn: wsgi.file_wrapper)."""
     try:
-        if policy.before_first_byte is not None:
-            policy.before_first_byte()
+        policy.observer.before_first_byte()
     except BaseException:
         blob.close()
         raise
     headers["Content-Length"] = str(package.size)
     headers["Content-Type"] = _media_type(package.mime_type)
-    handed = _HandedFile(blob, lambda: policy.on_finish(200, package.size, "sendfile"))
+    handed = _HandedFile(blob, lambda: policy.observer.finished(200, package.size, "sendfile"))
     # direct_passthrough: werkzeug gives the server our wrapper as is, so gunicorn can sendfile(2) it.
     return Response(file_wrapper(handed, CHUNK_SIZE), status=200, headers=headers, direct_passthrough=True)
 

@@ -49,14 +49,13 @@ def offloaded_response(target: str, package: Package, headers: dict[str, str], p
     nginx give the token back when it cannot read the file (POST /_pkgdl/offload-failed); nginx never forwards
     either header to the client.
     """
-    if policy.before_first_byte is not None:
-        policy.before_first_byte()
+    policy.observer.before_first_byte()
     headers[DISPOSITION_HEADER] = headers.pop("Content-Disposition")
     if policy.release_ticket is not None:
         headers[RELEASE_HEADER] = policy.release_ticket
     headers["X-Accel-Redirect"] = target
     headers["X-Accel-Buffering"] = "no"
-    policy.on_finish(200, package.size, "offloaded")
+    policy.observer.finished(200, package.size, "offloaded")
     response = Response(status=200, headers=headers)
     response.headers["Content-Length"] = str(package.size)
     return response

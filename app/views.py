@@ -11,8 +11,8 @@ from pathlib import Path
 from flask import Blueprint, Response, request
 
 from app.access import Access, authorize_download, require_reader
-from app.audit import audit_download
 from app.conditional import Representation, evaluate
+from app.delivery import RequestDelivery
 from app.download import DeliveryPolicy, empty_response, package_response
 from app.errors import AccessDenied, InvalidRequest, NotFound, OffloadFailed, Unavailable
 from app.ids import is_number_segment, is_uid
@@ -73,24 +73,10 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
 
 def _delivery_policy(access: Access, ref: PackageRef, started: float) -> DeliveryPolicy:
     svc = services()
-    ids = {"uid": ref.uid, "siid": ref.siid, "sid": ref.sid, "pid": ref.pid}
-    kind = "token" if access.by_token else "basic"
-    who = f"token:{access.claims.token_id}" if access.claims else access.user.login
-
-    def burn() -> None:
-        svc.metrics.first_byte.observe(time.monotonic() - started)
-        if access.claims and not svc.burnlist.burn(access.claims.token_id, access.claims.expires_at):
-            svc.metrics.token_rejected("used")
-            raise AccessDenied()
-
-    def finish(status: int, sent: int, result: str) -> None:
-        svc.metrics.download_finished(kind, status, sent, result)
-        audit_download(who=who, ids=ids, status=status, sent=sent, started=started, result=result)
-
     offload = svc.settings.offload == "x-accel"
     ticket = svc.tokens.release_ticket(access.claims.token_id) if offload and access.claims else None
-    return DeliveryPolicy(cache_headers=access.cache_headers, before_first_byte=burn, on_finish=finish, offload=offload,
-                          release_ticket=ticket)
+    return DeliveryPolicy(cache_headers=access.cache_headers, observer=RequestDelivery(svc, access, ref, started),
+                          offload=offload, release_ticket=ticket)
 
 
 @bp.route(f"{SCAN_PATH}/packages", methods=["GET", "HEAD"], provide_automatic_options=False)
