@@ -54,6 +54,9 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
 
 def _log_to_stderr() -> None:
     """Audit and error lines go to standard error unless the host process configured logging already."""
+    # urllib3 logs request URLs (DEBUG, and WARNING for unparsable headers); the S3 reads' carry a signature.
+    if logging.getLogger("urllib3").level == logging.NOTSET:
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     logger = logging.getLogger("pkgdl")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -15,6 +15,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from storage_backends.per_process import PerProcess
+
 # Entries outlive their token by this much: covers the whole last second of validity (itsdangerous compares
 # whole seconds) and clock skew between the hosts that verify tokens and the store that expires entries.
 DEFAULT_MARGIN = 60
@@ -26,9 +28,6 @@ PURGE_EVERY = 1000
 _SCHEMA = "CREATE TABLE IF NOT EXISTS burned(jti TEXT PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID"
 _REDIS_PREFIX = "burn:"
 _REDIS_PING_KEY = "burn-ping"  # outside the "burn:" namespace, so it can never shadow a token id
-# SQLite connections inherited over fork, kept referenced so that they are never finalized (closed) in the
-# child: SQLite forbids using a connection across fork, and closing one could disturb the parent's locks.
-_INHERITED: list[sqlite3.Connection] = []
 
 
 class BurnListUnavailable(ConnectionError):
@@ -102,19 +101,18 @@ class SqliteBurnList:
         self._margin = margin
         self._clock = clock
         # One connection per thread and per process: sqlite3 connections must not cross threads or a fork.
-        self._local = threading.local()
+        self._locals: PerProcess[threading.local] = PerProcess(threading.local)
         self._burns = itertools.count(1)
-        # Burns of one process are committed in groups by one thread at a time (see _GroupCommit).
-        self._group = _GroupCommit()
+        # Burns of one process are committed in groups by one thread at a time (see _GroupCommit); a group
+        # inherited over fork might wait for a leader thread that is gone.
+        self._groups: PerProcess[_GroupCommit] = PerProcess(_GroupCommit)
 
     def _connect(self) -> sqlite3.Connection:
         """Return this thread's connection, opening it (and the schema) on first use in this process."""
-        pid = os.getpid()
-        if getattr(self._local, "pid", None) == pid:
-            return self._local.connection
-        inherited = self._local.__dict__.pop("connection", None)
-        if inherited is not None:
-            _INHERITED.append(inherited)
+        local = self._locals.get()
+        connection = getattr(local, "connection", None)
+        if connection is not None:
+            return connection
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
         try:
@@ -126,14 +124,12 @@ class SqliteBurnList:
         except BaseException:
             connection.close()
             raise
-        self._local.pid, self._local.connection = pid, connection
+        local.connection = connection
         return connection
 
     def _process_group(self) -> _GroupCommit:
-        """The group of this process (one inherited over fork might wait for a leader thread that is gone)."""
-        if self._group.pid != os.getpid():
-            self._group = _GroupCommit()
-        return self._group
+        """The group of this process."""
+        return self._groups.get()
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
         """Switch the file to WAL (a persistent setting), retrying while other first-time openers hold it."""
@@ -245,12 +241,9 @@ class SqliteBurnList:
 
     def close(self) -> None:
         """Close the calling thread's connection, if it has one."""
-        pid, connection = self._local.__dict__.pop("pid", None), self._local.__dict__.pop("connection", None)
+        connection = self._locals.get().__dict__.pop("connection", None)
         if connection is not None:
-            if pid == os.getpid():
-                connection.close()
-            else:
-                _INHERITED.append(connection)
+            connection.close()
 
 
 class _GroupCommit:
@@ -263,7 +256,6 @@ class _GroupCommit:
     """
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self._changed = threading.Condition()
         self._pending: list[_PendingBurn] = []
         self._leading = False
@@ -355,28 +347,21 @@ class RedisBurnList:
         self._timeout = timeout
         self._margin = margin
         self._clock = clock
-        # (pid, client) in one attribute, so a thread never pairs a fresh pid with an inherited client.
-        self._owned: tuple[int, redis.Redis] | None = None
-        self._lock = threading.Lock()
+        self._clients: PerProcess[redis.Redis] = PerProcess(self._new_client)
 
     def _redis(self) -> redis.Redis:
         """Return this process's client, created on first use (after any fork)."""
-        pid = os.getpid()
-        owned = self._owned
-        if owned is not None and owned[0] == pid:
-            return owned[1]
-        with self._lock:
-            if self._owned is None or self._owned[0] != pid:
-                client = redis.Redis.from_url(
-                    self.url,
-                    socket_timeout=self._timeout,
-                    socket_connect_timeout=self._timeout,
-                    # redis-py retries 3 times with backoff by default, far past our timeout. One immediate
-                    # retry on a connection error replaces a pooled connection that died in a Redis restart.
-                    retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-                )
-                self._owned = (pid, client)
-            return self._owned[1]
+        return self._clients.get()
+
+    def _new_client(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self.url,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            # redis-py retries 3 times with backoff by default, far past our timeout. One immediate
+            # retry on a connection error replaces a pooled connection that died in a Redis restart.
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        )
 
     def burn(self, token_id: str, expires_at: int) -> bool:
         """SET NX the id; the TTL is relative so that the Redis host's clock plays no part."""
@@ -410,7 +395,6 @@ class RedisBurnList:
 
     def close(self) -> None:
         """Close this process's connections."""
-        with self._lock:
-            owned, self._owned = self._owned, None
-        if owned is not None and owned[0] == os.getpid():
-            owned[1].close()
+        client = self._clients.take()
+        if client is not None:
+            client.close()

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 from limits import RateLimitItem
 
+from storage_backends.per_process import PerProcess
+
 # Rows are purged once they leave the window, so the table holds about a minute of failures; this caps it even under
 # a flood (each row needs a failed KDF run first): past it the oldest rows go, which can only forget old failures.
 MAX_ROWS = 200_000
@@ -32,19 +34,20 @@ class SqliteMovingWindow:
     def __init__(self, path: str, timeout: float = 1.0) -> None:
         self.path = path
         self.timeout = timeout
-        self._local = threading.local()
+        # One connection per thread and process: sqlite3 connections must not cross a fork or a thread.
+        self._locals: PerProcess[threading.local] = PerProcess(threading.local)
 
     def _db(self) -> sqlite3.Connection:
-        # One connection per thread and process: sqlite3 connections must not cross a fork or a thread.
-        if getattr(self._local, "pid", None) != os.getpid():
+        local = self._locals.get()
+        if getattr(local, "db", None) is None:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS hits(key TEXT NOT NULL, at REAL NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS hits_by_key ON hits(key, at)")
             db.execute("CREATE INDEX IF NOT EXISTS hits_by_time ON hits(at)")
-            self._local.db, self._local.pid = db, os.getpid()
-        return self._local.db
+            local.db = db
+        return local.db
 
     def _window(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[str, float, int, float | None]:
         key = item.key_for(*identifiers)

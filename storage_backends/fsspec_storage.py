@@ -8,7 +8,6 @@ import errno
 import fcntl
 import hashlib
 import io
-import logging
 import os
 import shutil
 import threading
@@ -21,6 +20,7 @@ from fsspec.asyn import sync
 from storage_backends.atomic import atomic_write
 from storage_backends.base import BlobSizeMismatch, RangeNotSupported
 from storage_backends.errors import MESSAGES, raise_for_status, translated_errors
+from storage_backends.per_process import PerProcess
 
 MiB = 1024 * 1024
 # Remote reads fetch what the caller asked for plus at most this much ahead ("readahead" keeps one block),
@@ -315,7 +315,7 @@ class _S3Backend(_Backend):
         config = {**S3_CONFIG_DEFAULTS, **options.get("config_kwargs", {})}
         super().__init__(root, {"use_listings_cache": False, **options, "config_kwargs": config})
         self.bucket = root.split("/", 1)[0]
-        self._pool: tuple[int, Any] | None = None
+        self._pools: PerProcess[Any] = PerProcess(self._new_http_pool)
 
     def create_filesystem(self) -> Any:
         """An S3FileSystem with our retry count (an attribute, not a constructor argument)."""
@@ -330,28 +330,24 @@ class _S3Backend(_Backend):
 
     def _http_pool(self) -> Any:
         """This process's urllib3 pool for the object GETs (thread-safe; connections kept alive between reads)."""
-        pid = os.getpid()
-        if self._pool is None or self._pool[0] != pid:
-            import urllib3
+        return self._pools.get()
 
-            config = self.options["config_kwargs"]
-            verify = self.options.get("client_kwargs", {}).get("verify", True)
-            tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {}
-            if isinstance(verify, str):
-                tls["ca_certs"] = verify
-            pool = urllib3.PoolManager(
-                maxsize=16,
-                # One retry of the request (a kept-alive connection the server had just closed); bodies are never
-                # re-read (preload_content=False), so a retry can never repeat or skip bytes.
-                retries=urllib3.Retry(total=1, redirect=False, status=0, raise_on_status=False),
-                timeout=urllib3.Timeout(connect=config["connect_timeout"], read=config["read_timeout"]),
-                **tls,
-            )
-            # urllib3 logs request URLs (DEBUG, and WARNING for unparsable headers): ours carry a signature.
-            if logging.getLogger("urllib3").level == logging.NOTSET:
-                logging.getLogger("urllib3").setLevel(logging.ERROR)
-            self._pool = (pid, pool)
-        return self._pool[1]
+    def _new_http_pool(self) -> Any:
+        import urllib3
+
+        config = self.options["config_kwargs"]
+        verify = self.options.get("client_kwargs", {}).get("verify", True)
+        tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {}
+        if isinstance(verify, str):
+            tls["ca_certs"] = verify
+        return urllib3.PoolManager(
+            maxsize=16,
+            # One retry of the request (a kept-alive connection the server had just closed); bodies are never
+            # re-read (preload_content=False), so a retry can never repeat or skip bytes.
+            retries=urllib3.Retry(total=1, redirect=False, status=0, raise_on_status=False),
+            timeout=urllib3.Timeout(connect=config["connect_timeout"], read=config["read_timeout"]),
+            **tls,
+        )
 
     def read_versioned(self, fs: Any, location: str) -> tuple[bytes, str]:
         """The object and its ETag, from one GET."""
@@ -689,19 +685,12 @@ class FsspecStorage:
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         self._backend = _backend_for(url, dict(options or {}))
-        self._lock = threading.Lock()
-        self._filesystem_pid: int | None = None
-        self._fs: Any = None
+        # Async filesystems (s3, http) must not be reused across a fork.
+        self._filesystems: PerProcess[Any] = PerProcess(self._backend.create_filesystem)
 
     def _filesystem(self) -> Any:
-        """The filesystem of this process: async ones (s3, http) must not be reused across a fork."""
-        pid = os.getpid()
-        if self._filesystem_pid != pid:
-            with self._lock:
-                if self._filesystem_pid != pid:
-                    self._fs = self._backend.create_filesystem()
-                    self._filesystem_pid = pid
-        return self._fs
+        """The filesystem of this process."""
+        return self._filesystems.get()
 
     @contextlib.contextmanager
     def _storage_errors(self) -> Iterator[None]:

@@ -417,7 +417,7 @@ def _burn_in_threads(burnlist: SqliteBurnList, token_ids: list[str]) -> tuple[li
 
 
 def _waiting(burnlist: SqliteBurnList, count: int) -> bool:
-    return wait_until(lambda: len(burnlist._group._pending) == count)
+    return wait_until(lambda: len(burnlist._process_group()._pending) == count)
 
 
 def test_sqlite_burns_arriving_during_a_commit_share_the_next_one(tmp_path: Path) -> None:
@@ -473,7 +473,7 @@ def test_sqlite_a_burn_never_taken_into_a_group_gives_up_at_its_timeout(tmp_path
     with pytest.raises(BurnListUnavailable, match="waiting"):
         burnlist.burn("late", FAR)
     assert time.monotonic() - started < 3.0
-    assert burnlist._group._pending == []  # it left the queue: no later group writes it
+    assert burnlist._process_group()._pending == []  # it left the queue: no later group writes it
     held.release.set()
     for thread in first:
         thread.join(timeout=10)
