@@ -1,4 +1,9 @@
-"""Prometheus metrics: downloads by outcome and auth kind, bytes, token rejections, 304s, time to first byte."""
+"""Prometheus metrics: downloads by outcome and auth kind, bytes, token rejections, 304s, time to first byte.
+
+Order matters: prometheus_client decides at import whether values go to per-process files, by whether
+PROMETHEUS_MULTIPROC_DIR is set then. gunicorn.conf.py sets it before gunicorn imports the app (so before this
+module); a process that imports this module first counts in memory only.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ class Metrics:
     """
 
     def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))  # read once, as prometheus_client does
         self.registry = CollectorRegistry()
         self.downloads = Counter("pkgdl_downloads_total", "Package binary responses", ["outcome", "auth", "status"],
                                  registry=self.registry)
@@ -36,7 +42,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text exposition format, summed over every worker process when running multiprocess."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import fcntl
@@ -194,7 +193,7 @@ class _Backend:
 
     def replace_if(self, fs: Any, location: str, data: bytes, version: str | None) -> bool:
         """Compare and write under a lock of this process (the memory store lives in this process)."""
-        with _THREAD_LOCKS[location]:
+        with _thread_lock(location):
             try:
                 current: str | None = self.read_versioned(fs, location)[1]
             except FileNotFoundError:
@@ -213,7 +212,14 @@ def _check_size(actual: int | None, size: int, handle: IO[bytes] | None = None) 
         raise BlobSizeMismatch("storage object size differs from the catalog")
 
 
-_THREAD_LOCKS: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+# Threads of one process that compare-and-swap the same object queue on its lock first (flock is per open file).
+# A fixed set of striped locks: bounded memory whatever the number of objects (two objects sharing a stripe only
+# take turns).
+_LOCK_STRIPES = tuple(threading.Lock() for _ in range(64))
+
+
+def _thread_lock(location: str) -> threading.Lock:
+    return _LOCK_STRIPES[hash(location) % len(_LOCK_STRIPES)]
 
 
 class _MemoryBackend(_Backend):
@@ -285,7 +291,7 @@ class _LocalBackend(_Backend):
         os.makedirs(os.path.dirname(location), exist_ok=True)
         fd = os.open(location + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            with _THREAD_LOCKS[location]:  # flock is per open file; threads of one process queue here first
+            with _thread_lock(location):  # flock is per open file; threads of one process queue here first
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
                     current: str | None = _file_version(os.stat(location))
