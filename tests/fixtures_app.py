@@ -13,19 +13,27 @@ from app import create_app
 from app.config import Settings
 from app.importer import add_packages
 from app.users import User, hash_password, save_users
+from storage_backends import BlobSizeMismatch
+from storage_backends.fsspec_storage import checked_path
 
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "root": "root-pw"}
 
 
 @dataclass
 class FakeStorage:
-    """The Storage protocol over a dict; `fault` makes the next calls raise, `calls` records what was touched."""
+    """The Storage protocol over a dict; `fault` makes the next calls raise, `calls` records what was touched.
+    It keeps the real backends' contract (tests/test_storage_contract.py runs it): paths checked by the same rule,
+    a stored size that differs from the catalog's refused."""
 
     objects: dict[str, bytes] = field(default_factory=dict)
     fault: BaseException | None = None
+    # An object replaced by a shorter one between the open-time size check and the reads: open hands out this many
+    # bytes of it.
+    shrink_after_open: int | None = None
     calls: list[str] = field(default_factory=list)
 
     def _touch(self, what: str, path: str) -> None:
+        checked_path(path)
         self.calls.append(f"{what} {path}")
         if self.fault is not None and not path.endswith("packages.json"):
             raise self.fault
@@ -34,24 +42,28 @@ class FakeStorage:
         self._touch("open", path)
         if path not in self.objects:
             raise FileNotFoundError("storage object not found")
-        return io.BytesIO(self.objects[path])
+        if len(self.objects[path]) != size:
+            raise BlobSizeMismatch("storage object size differs from the catalog")
+        return io.BytesIO(self.objects[path][: self.shrink_after_open])
 
     def read_bytes(self, path: str) -> bytes:
+        checked_path(path)
         self.calls.append(f"read {path}")
         if path not in self.objects:
             raise FileNotFoundError("storage object not found")
         return self.objects[path]
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        self.objects[path] = bytes(data)
+        self.objects[checked_path(path)] = bytes(data)
 
     def put_file(self, local_path: str, path: str) -> None:
-        self.objects[path] = Path(local_path).read_bytes()
+        self.objects[checked_path(path)] = Path(local_path).read_bytes()
 
     def exists(self, path: str) -> bool:
-        return path in self.objects
+        return checked_path(path) in self.objects
 
     def local_path(self, path: str) -> None:
+        checked_path(path)
         return None
 
     def presigned_url(self, path: str, expires: int = 60) -> None:

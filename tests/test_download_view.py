@@ -219,12 +219,17 @@ def test_fault_after_first_byte_aborts(client, scan, storage):
 
 
 def test_short_object_aborts_instead_of_short_file(client, scan, storage):
-    for path, data in list(storage.objects.items()):
-        if path.startswith("blobs/") and len(data) == len(scan.blobs[1]):
-            storage.objects[path] = data[: 2 * 1024 * 1024]
+    storage.shrink_after_open = 2 * 1024 * 1024  # shorter than the catalog says, found only while reading
     response = client.get(scan.bin_path(1), headers=ALICE, buffered=False)
     with pytest.raises(OSError):
         b"".join(response.response)
+
+
+def test_object_of_another_size_is_refused_before_any_byte(client, scan, storage):
+    for path, data in list(storage.objects.items()):
+        if path.startswith("blobs/") and len(data) == len(scan.blobs[1]):
+            storage.objects[path] = data[: 2 * 1024 * 1024]
+    assert client.get(scan.bin_path(1), headers=ALICE).status_code == 502
 
 
 def test_errors_as_json_when_asked(client, scan):

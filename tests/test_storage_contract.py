@@ -18,6 +18,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from deploy.processes import free_port
 from storage_backends import BlobSizeMismatch, open_storage
 from storage_backends.fsspec_storage import READ_AHEAD, FsspecStorage
+from tests.fixtures_app import FakeStorage
 
 MiB = 1024 * 1024
 BIG = random.Random(7).randbytes(3 * MiB + 123)  # several 1 MiB chunks, not a multiple of the chunk size
@@ -108,7 +109,13 @@ def _http(request, tmp_path: Path) -> Backend:
     return Backend("http", storage, seed, writable=False, delete=delete, secrets=secrets)
 
 
-FACTORIES = {"local": _local, "memory": _memory, "s3": _s3, "http": _http}
+def _fake(request, tmp_path: Path) -> Backend:
+    """The view tests' dict-backed FakeStorage (tests/fixtures_app.py): it must keep the same contract."""
+    storage = FakeStorage()
+    return Backend("fake", storage, storage.write_bytes)
+
+
+FACTORIES = {"local": _local, "memory": _memory, "s3": _s3, "http": _http, "fake": _fake}
 
 
 # The S3 and HTTP backends need real servers: their cases are integration tests (`make test-fast` skips them).
