@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -44,13 +45,11 @@ class JsonAccessLogger(Logger):
             self.error("Failed to log access line")
 
 
-_last_second: tuple[int, str] = (0, "")
-
-
 def _clf_now() -> str:
     """The time as gunicorn's ``Logger.now`` writes it (Apache common log format), formatted once per second."""
-    global _last_second
-    second, cached = int(time.time()), _last_second  # one read: another thread may replace it meanwhile
-    if cached[0] != second:
-        cached = _last_second = (second, time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second)))
-    return cached[1]
+    return _clf_second(int(time.time()))
+
+
+@functools.lru_cache(maxsize=2)  # this second and the last: bounded, and thread-safe without a global of ours
+def _clf_second(second: int) -> str:
+    return time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second))
