@@ -160,13 +160,12 @@ def start_static_tls_nginx(home: Path, root: Path, tls: tuple[Path, Path]) -> Se
 
 # ---- redis ---------------------------------------------------------------------------------------------------------
 def start_redis(home: Path) -> Server:
-    """redis-server as the README asks for production: AOF on, no eviction."""
+    """redis-server as the README asks for production (AOF on, no eviction), started by deploy/processes.py."""
     directory = home / "redis"
     directory.mkdir()
-    port = free_port()
-    command = [find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--dir", str(directory)]
-    return start("redis", command, directory, port)
+    redis_server = processes.RedisServer(find_binary("redis-server"), directory)
+    redis_server.start()
+    return _track("redis", redis_server.process, directory / "redis.log", redis_server.port)
 
 
 # ---- SeaweedFS -----------------------------------------------------------------------------------------------------
@@ -177,7 +176,7 @@ class SeaweedFS:
     server: Server
     key: str
     secret: str
-    bucket: str = "pkgdl-bench"
+    bucket: str
 
     @property
     def options(self) -> dict[str, str]:
@@ -192,35 +191,18 @@ class SeaweedFS:
 
 
 def start_seaweedfs(home: Path) -> SeaweedFS:
-    """Start SeaweedFS on free ports, create the bucket (retrying while the filer starts)."""
-    directory = home / "seaweedfs"
-    (directory / "logs").mkdir(parents=True)
-    (directory / "data").mkdir()
-    key, secret = "bench-key", base64.b16encode(random.randbytes(16)).decode()
-    identity = {"name": "bench", "credentials": [{"accessKey": key, "secretKey": secret}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
-    (directory / "s3.json").write_text(json.dumps({"identities": [identity]}))
-    p = {name: free_port() for name in ("master", "mgrpc", "volume", "vgrpc", "filer", "fgrpc", "s3", "s3grpc")}
-    command = [
-        find_binary("weed"), f"-logdir={directory / 'logs'}", "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-dir={directory / 'data'}", f"-master.port={p['master']}", f"-master.port.grpc={p['mgrpc']}",
-        f"-volume.port={p['volume']}", f"-volume.port.grpc={p['vgrpc']}", "-filer", f"-filer.port={p['filer']}",
-        f"-filer.port.grpc={p['fgrpc']}", "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3grpc']}",
-        f"-s3.config={directory / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-master.volumeSizeLimitMB=256", "-volume.max=32", "-master.telemetry=false", "-master.electionTimeout=1s",
-    ]
-    weed = SeaweedFS(start("seaweedfs", command, directory, p["s3"]), key, secret)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            fs = weed.filesystem()
-            if not fs.exists(weed.bucket):
-                fs.mkdir(weed.bucket)
-            return weed
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    """SeaweedFS from deploy/processes.py (bucket created, random credentials), sized for GiB objects."""
+    weed = processes.start_seaweedfs(home / "seaweedfs", find_binary("weed"), volume_size_mb=256, max_volumes=32)
+    server = _track("seaweedfs", weed.process, weed.log, weed.ports["s3"])
+    return SeaweedFS(server, weed.key, weed.secret, weed.bucket)
+
+
+def _track(name: str, process: subprocess.Popen | None, log: Path, port: int) -> Server:
+    """A server started by deploy/processes.py, tracked like ours (stop_all stops it)."""
+    assert process is not None
+    server = Server(name, process, log, port)
+    _STARTED.append(server)
+    return server
 
 
 # ---- gunicorn: pkgdl and the bare Flask app ------------------------------------------------------------------------

@@ -103,6 +103,8 @@ class SeaweedFS:
     key: str = field(default_factory=lambda: f"pkgdl-{secrets.token_hex(4)}")
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     bucket: str = "pkgdl-test"
+    volume_size_mb: int = 64  # with max_volumes, what the server can hold (bench/ stores GiB objects: it asks more)
+    max_volumes: int = 16
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen | None = None
 
@@ -134,7 +136,8 @@ class SeaweedFS:
             "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
             "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
             f"-s3.config={self.home / 's3.json'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=64", "-volume.max=16", "-master.telemetry=false",
+            f"-master.volumeSizeLimitMB={self.volume_size_mb}", f"-volume.max={self.max_volumes}",
+            "-master.telemetry=false",
             "-master.electionTimeout=1s",  # a restart (outage tests) re-elects the single master: not 10 s
         ]  # fmt: skip
 
@@ -180,10 +183,11 @@ class SeaweedFS:
                 time.sleep(0.2)
 
 
-def start_seaweedfs(home: Path, binary: str) -> SeaweedFS:
-    """SeaweedFS with S3 auth on and its bucket created, on free loopback ports; the caller stops it."""
+def start_seaweedfs(home: Path, binary: str, **sizes: int) -> SeaweedFS:
+    """SeaweedFS with S3 auth on and its bucket created, on free loopback ports (``sizes``: volume_size_mb,
+    max_volumes); the caller stops it."""
     home.mkdir(parents=True, exist_ok=True)
-    server = SeaweedFS(binary=binary, home=home)
+    server = SeaweedFS(binary=binary, home=home, **sizes)
     server.ports = {name: free_port() for name in SEAWEEDFS_PORTS}
     identity = {"name": "pkgdl", "credentials": [{"accessKey": server.key, "secretKey": server.secret}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
@@ -218,6 +222,11 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The running redis-server, if any."""
+        return self._process
 
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
