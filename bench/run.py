@@ -37,6 +37,9 @@ from bench.scenarios import (
 from bench.servers import MiB
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Where a run writes unless told: git-ignored, so a user's run never overwrites the published results in RESULTS
+# (publish with --out bench/results).
+LOCAL_RESULTS = RESULTS / "local"
 S3_PREFIX = "bench"
 
 
@@ -102,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the report; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 runs, short durations, 64 MiB (< 2 minutes)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the .md and .png")
+    parser.add_argument("--out", type=Path, default=LOCAL_RESULTS,
+                        help="directory for the .md and .png (default bench/results/local/, git-ignored; "
+                             "--out bench/results publishes)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs) for inspection")
     parser.add_argument("--only", metavar="PREFIX", action="append",
                         help="run only the scenarios whose name starts with PREFIX (repeatable), e.g. --only 4; "
@@ -111,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [(name, run) for name, run in SCENARIOS if not args.only or name.startswith(tuple(args.only))]
     if args.only and not scenarios:
         parser.error(f"no scenario starts with {' or '.join(args.only)}: {', '.join(name for name, _ in SCENARIOS)}")
-    if args.only and args.out == RESULTS:
+    if args.only and args.out in (RESULTS, LOCAL_RESULTS):
         args.out = RESULTS / "partial"  # a partial run never replaces the committed full or quick results
+    if shutil.which("wrk") is None:
+        print("[bench] wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
     plan = Plan.make(args.quick)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop what we started
     started, load_before = time.monotonic(), Path("/proc/loadavg").read_text().split(" ", 3)[:3]
@@ -143,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     try:
         report.chart(rows, title, args.out / f"{stem}.png")
-    except ImportError:
-        print("[bench] no chart: matplotlib is not installed (.venv/bin/pip install matplotlib)")
-        return 1
+    except ImportError:  # an optional piece: the report is written, the chart is not
+        print("[bench] warning: no chart, matplotlib is not installed (pip install -e '.[bench]')")
+        print(f"[bench] wrote {args.out / stem}.md")
+        return 0
     print(f"[bench] wrote {args.out / stem}.md and .png")
     return 0
 
