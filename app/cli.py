@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
-from flask.cli import FlaskGroup
 
 from app.config import ConfigError, Settings, from_env
 
@@ -29,13 +30,42 @@ def _storage(settings: Settings, for_writing: bool = False):  # noqa: ANN202 - a
         raise click.ClickException(f"PKGDL_STORAGE_URL: {exc}") from None
 
 
-def _create_app(*_args):  # noqa: ANN202 - FlaskGroup passes script info on some versions
-    from app import create_app
+class _Commands(click.Group):
+    """Our commands only (no Flask development server: its `run` logs query strings, hence tokens). An operational
+    failure (storage, burn-list, files, a bad value) ends in one line on standard error and exit 1, never a
+    traceback."""
 
-    return create_app()
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except (OSError, ValueError) as exc:  # the built-ins that cross the storage and burn-list boundaries
+            raise click.ClickException(_one_line(exc)) from None
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True, add_version_option=False)
+_KINDS = ((FileNotFoundError, "not found"), (PermissionError, "refused (credentials or permissions)"),
+          (TimeoutError, "timed out"), (ConnectionError, "unreachable"), (OSError, "failed"), (ValueError, "invalid"))
+
+
+def _one_line(exc: BaseException) -> str:
+    """What failed, where (URLs without their credentials), and what to try."""
+    kind = next(name for exc_type, name in _KINDS if isinstance(exc, exc_type))
+    where = ""
+    with contextlib.suppress(ConfigError):
+        settings = from_env()
+        where = (f" (storage {_without_credentials(settings.storage_url)},"
+                 f" burn-list {_without_credentials(settings.burnlist_url)})")
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{kind}: {detail}{where}; `pkgdl check` tells which part is off"
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+
+
+@click.group(cls=_Commands)
 def cli() -> None:
     """pkgdl: serve, catalogue and share scanned package binaries."""
 
@@ -46,7 +76,7 @@ def users() -> None:
     """Manage the users file (PKGDL_USERS_FILE)."""
 
 
-@users.command("add", with_appcontext=False)
+@users.command("add")
 @click.argument("login")
 @click.option("--entitlement", "entitlements", multiple=True, default=("migration_access",), show_default=True,
               help="Entitlement to grant (repeatable).")
@@ -73,7 +103,7 @@ def users_add(login: str, entitlements: tuple[str, ...], admin: bool, password_s
     click.echo(f"user {login} saved in {path}")
 
 
-@users.command("remove", with_appcontext=False)
+@users.command("remove")
 @click.argument("login")
 def users_remove(login: str) -> None:
     """Remove LOGIN."""
@@ -87,7 +117,7 @@ def users_remove(login: str) -> None:
     click.echo(f"user {login} removed")
 
 
-@users.command("list", with_appcontext=False)
+@users.command("list")
 def users_list() -> None:
     """List users with their entitlements."""
     from app.users import load_users
@@ -111,7 +141,7 @@ def catalog() -> None:
     """Store package binaries and scan manifests (PKGDL_STORAGE_URL)."""
 
 
-@catalog.command("add", with_appcontext=False)
+@catalog.command("add")
 @_scan_options
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def catalog_add(uid: str, siid: int, sid: int, files: tuple[str, ...]) -> None:
@@ -127,7 +157,7 @@ def catalog_add(uid: str, siid: int, sid: int, files: tuple[str, ...]) -> None:
         click.echo(f"{package.db_id}\t{package.full_name}")
 
 
-@catalog.command("list", with_appcontext=False)
+@catalog.command("list")
 @_scan_options
 def catalog_list(uid: str, siid: int, sid: int) -> None:
     """List a scan's packages: pid, fullName, size, sha256; unusable entries are named on standard error."""
@@ -135,9 +165,11 @@ def catalog_list(uid: str, siid: int, sid: int) -> None:
     from app.importer import read_scan
 
     manifest = read_scan(_storage(_settings()), uid, siid, sid)
-    for package in manifest.packages if manifest else ():  # a tolerated name loses its controls (TAB, LF...) here
+    if manifest is None:
+        raise click.ClickException(f"no scan {uid}/{siid}/{sid}: it has no manifest (`pkgdl catalog add` makes one)")
+    for package in manifest.packages:  # a tolerated name loses its controls (TAB, LF...) here
         click.echo(f"{package.db_id}\t{without_controls(package.full_name)}\t{package.size}\t{package.sha256}")
-    for entry in manifest.unusable if manifest else ():
+    for entry in manifest.unusable:
         click.echo(f"unusable entry {entry.describe()}", err=True)
 
 
@@ -147,7 +179,7 @@ def token() -> None:
     """Single-use download links."""
 
 
-@token.command("mint", with_appcontext=False)
+@token.command("mint")
 @_scan_options
 @click.option("--pid", type=click.IntRange(0, 10**18 - 1), required=True, help="Package id (dbId).")
 @click.option("--max-age", type=click.IntRange(min=1), default=None,
@@ -172,7 +204,7 @@ def burnlist() -> None:
     """The burn-list of used tokens (PKGDL_BURNLIST_URL)."""
 
 
-@burnlist.command("purge", with_appcontext=False)
+@burnlist.command("purge")
 def burnlist_purge() -> None:
     """Remove expired entries (and failed-login counts that left their window)."""
     import sqlite3
@@ -190,7 +222,7 @@ def burnlist_purge() -> None:
 
 
 # ---- operations --------------------------------------------------------------------------------------------------
-@cli.command("check", with_appcontext=False)
+@cli.command("check")
 @click.option("--uid", help="Also check this scan's manifest (with --siid and --sid).")
 @click.option("--siid", type=click.IntRange(0, 10**18 - 1), help="Scanned instance id.")
 @click.option("--sid", type=click.IntRange(0, 10**18 - 1), help="Scan id.")
@@ -237,7 +269,7 @@ def _check_scan(storage, uid: str, siid: int, sid: int) -> None:  # noqa: ANN001
         raise ValueError("unusable entries: " + "; ".join(entry.describe() for entry in manifest.unusable))
 
 
-@cli.command("demo", with_appcontext=False)
+@cli.command("demo")
 def demo() -> None:
     """Seed var/ with a signing key, a demo user and demo packages; print how to download them."""
     from app.demo import seed_demo
@@ -248,3 +280,7 @@ def demo() -> None:
 def main() -> None:
     """Console entry point."""
     cli(prog_name="pkgdl")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -132,3 +135,31 @@ def test_unusable_manifest_entries_are_named_by_list_check_and_add(env, tmp_path
     refused = run("catalog", "add", "--uid", "alice", "--siid", "1", "--sid", "2", str(third))
     assert refused.exit_code == 1 and "unusable entries" in refused.output
     assert json.loads(manifest.read_text()) == document  # nothing rewritten, nothing dropped
+
+
+@pytest.mark.parametrize("args, extra_env, says", [
+    (["catalog", "list", "--uid", "a", "--siid", "1", "--sid", "2"],
+     {"PKGDL_STORAGE_URL": "http://127.0.0.1:9/root"}, "unreachable"),
+    (["catalog", "add", "--uid", "a", "--siid", "1", "--sid", "2", __file__],
+     {"PKGDL_STORAGE_URL": "s3://bucket/x", "PKGDL_BURNLIST_URL": "redis://:hunter2@127.0.0.1:9/0",
+      "PKGDL_STORAGE_OPTIONS": '{"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s3cr3t",'
+                               ' "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}'},
+     "unreachable"),
+    (["catalog", "list", "--uid", "a", "--siid", "1", "--sid", "99"], {}, "no scan a/1/99"),
+])
+def test_operational_failures_are_one_line_without_traceback(env, tmp_path, args, extra_env, says):
+    """Run as a real subprocess: standard error is one line, the exit code 1, no secret shown."""
+    (tmp_path / "packages").mkdir(exist_ok=True)  # the root exists: the missing one is the scan
+    environment = {**os.environ, **env, **extra_env}
+    done = subprocess.run([sys.executable, "-m", "app.cli", *args], env=environment, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr and "s3cr3t" not in done.stderr
+
+
+def test_help_lists_our_commands_only():
+    names = set(run("--help").output.split("Commands:")[1].split())
+    assert {"users", "catalog", "token", "burnlist", "check", "demo"} <= names
+    assert not {"run", "shell", "routes"} & names  # Flask's development server logs query strings (tokens)
