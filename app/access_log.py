@@ -9,6 +9,8 @@ import time
 
 from gunicorn.glogging import Logger
 
+# The environ key where the app puts the size of a body handed to the server's sendfile(2) (app/views.py).
+SENDFILE_BYTES = "pkgdl.sendfile_bytes"
 
 class JsonAccessLogger(Logger):
     """Writes `{"remote": ..., "path": ..., "status": ...}` lines to gunicorn's access log.
@@ -26,6 +28,8 @@ class JsonAccessLogger(Logger):
         try:
             status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
             sent = getattr(resp, "sent", None)
+            if not sent and environ.get(SENDFILE_BYTES):  # a body gunicorn sent with sendfile(2) and did not count
+                sent = environ[SENDFILE_BYTES]
             line = json.dumps({
                 "remote": environ.get("REMOTE_ADDR", "-"),
                 "time": _clf_now(),

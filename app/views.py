@@ -11,6 +11,7 @@ from pathlib import Path
 from flask import Blueprint, Response, request
 
 from app.access import Access, authorize_download, require_reader
+from app.access_log import SENDFILE_BYTES
 from app.conditional import Representation, evaluate
 from app.delivery import RequestDelivery
 from app.download import DeliveryPolicy, empty_response, package_response
@@ -66,6 +67,10 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
                                 _delivery_policy(access, ref, started), request.environ.get("wsgi.file_wrapper"))
     if response.status_code == 304:
         services().metrics.not_modified.inc()
+    file_wrapper = request.environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(response.response, file_wrapper):
+        # gunicorn counts no bytes it sends with sendfile(2): tell our access log (app/access_log.py).
+        request.environ[SENDFILE_BYTES] = package.size
     return response
 
 

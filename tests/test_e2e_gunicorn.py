@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -150,6 +151,20 @@ def test_access_log_has_no_token_and_no_query(service):
     log = service.access_log.read_text()
     assert "downloadToken" not in log and "secret-looking-value" not in log
     assert "/packages/1/bin" in log
+
+
+def test_access_log_counts_the_bytes_of_sendfile_answers(service):
+    """A whole small local file goes through sendfile(2), whose bytes gunicorn does not count itself."""
+    deb = "curl_7.88.1-10+deb12u5_amd64.deb"
+    path = service.bin_url(service.pids[deb]).removeprefix(service.base_url)
+    assert status_of(*user(), service.base_url + path) == 200
+    lines = []
+    deadline = time.monotonic() + 5
+    while not lines and time.monotonic() < deadline:
+        lines = [json.loads(line) for line in service.access_log.read_text().splitlines()
+                 if f'"path":"{path}"' in line and '"status":200' in line and '"method":"GET"' in line]
+        time.sleep(0.05)
+    assert lines and lines[-1]["bytes"] == service.files[deb].stat().st_size
 
 
 def basic_downloads_counted(service) -> float:
