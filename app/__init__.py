@@ -31,9 +31,11 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
     app.register_blueprint(bp)
     if settings.trusted_proxies:
         # Behind nginx the client's address (for login throttling and logs) is in X-Forwarded-For; trust exactly
-        # as many hops as there are proxies, never a client-supplied header beyond them.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
-                                x_host=0, x_port=0, x_prefix=0)
+        # as many hops as there are proxies, never a client-supplied header beyond them, and only from a peer
+        # that is a proxy (PKGDL_FORWARDED_ALLOW_IPS): a client reaching gunicorn itself speaks for itself.
+        fixed = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies,
+                         x_host=0, x_port=0, x_prefix=0)
+        app.wsgi_app = _from_trusted_peers(fixed, app.wsgi_app, settings.forwarded_allow_ips)
 
     @app.after_request
     def _token_path_headers(response):  # noqa: ANN001, ANN202
@@ -50,6 +52,15 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
 
     _log_to_stderr()
     return app
+
+
+def _from_trusted_peers(fixed, plain, trusted: tuple[str, ...]):  # noqa: ANN001, ANN202 - WSGI callables
+    """The proxy-aware app for requests from a trusted peer, the plain one for everybody else."""
+    def wsgi(environ, start_response):  # noqa: ANN001, ANN202
+        trusted_peer = "*" in trusted or environ.get("REMOTE_ADDR") in trusted
+        return (fixed if trusted_peer else plain)(environ, start_response)
+
+    return wsgi
 
 
 def _log_to_stderr() -> None:

@@ -34,6 +34,8 @@ class Settings:
     catalog_ttl: float = 30.0
     login_attempts_per_minute: int = 10
     trusted_proxies: int = 0
+    # The peers allowed to speak for clients in X-Forwarded-* (nginx's address; "*" for any), as gunicorn reads it.
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
 
     def __post_init__(self) -> None:
         if self.offload not in OFFLOAD_MODES:
@@ -73,6 +75,8 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
         catalog_ttl=_converted(env, "PKGDL_CATALOG_TTL", 30.0, float, "a number"),
         login_attempts_per_minute=_converted(env, "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", 10, int, "a whole number"),
         trusted_proxies=_converted(env, "PKGDL_TRUSTED_PROXIES", 0, int, "a whole number"),
+        forwarded_allow_ips=tuple(address.strip() for address in
+                                  (env.get("PKGDL_FORWARDED_ALLOW_IPS") or "127.0.0.1").split(",") if address.strip()),
     )
 
 

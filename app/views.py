@@ -22,7 +22,7 @@ from app.listing import listing_entries, packages_differing_from
 from app.offload import RELEASE_HEADER, REQUEST_PATH_HEADER
 from app.representations import scanned_packages_response, wants_json
 from app.services import services
-from app.tokens import PackageRef
+from app.tokens import RELEASE_TICKET_SECONDS, PackageRef
 
 bp = Blueprint("pkgdl", __name__)
 log = logging.getLogger("pkgdl")
@@ -125,8 +125,11 @@ def _scan_named(uri: str, user) -> tuple[str, int, int]:  # noqa: ANN001 - a use
 def offload_failed() -> Response:
     """nginx could not read an offloaded package (deploy/nginx.conf.template posts here from its internal
     location): give the token back if nginx brings a genuine release ticket, and answer 502 for the client."""
-    token_id = services().tokens.released_token_id(request.headers.get(RELEASE_HEADER, ""))
-    if token_id is not None:
+    ticket = request.headers.get(RELEASE_HEADER, "")
+    token_id = services().tokens.released_token_id(ticket)
+    # A ticket gives its token back once: the ticket itself is burned first (its digest, for its lifetime).
+    if token_id is not None and services().burnlist.burn(
+            "release:" + hashlib.sha256(ticket.encode()).hexdigest(), int(time.time()) + RELEASE_TICKET_SECONDS):
         released = services().burnlist.release(token_id)
         log.warning("offloaded delivery failed in nginx; token %s given back: %s", token_id, released)
     else:

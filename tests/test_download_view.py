@@ -281,6 +281,27 @@ def test_throttle_uses_the_forwarded_address_behind_a_trusted_proxy(make_app, sc
     assert other_client.status_code == 200
 
 
+def test_forwarded_for_counts_only_from_a_trusted_peer(make_app, scan):
+    """The second review: sent to gunicorn itself, X-Forwarded-For let a guesser rotate addresses (and frame another).
+    From a peer outside PKGDL_FORWARDED_ALLOW_IPS the header is ignored: the socket's address is counted."""
+    client = make_app(login_attempts_per_minute=2, trusted_proxies=1).test_client()
+    untrusted = {"REMOTE_ADDR": "198.51.100.7"}
+    for n in range(2):
+        client.get(scan.bin_path(1), headers={**basic("nobody", f"x{n}"), "X-Forwarded-For": f"10.9.0.{n}"},
+                   environ_base=untrusted)
+    rotated = client.get(scan.bin_path(1), headers={**basic("nobody", "x9"), "X-Forwarded-For": "10.9.0.9"},
+                         environ_base=untrusted)
+    assert rotated.status_code == 429  # the rotation did not help: 198.51.100.7 itself is blocked
+    framed = client.get(scan.bin_path(1), headers={**ALICE, "X-Forwarded-For": "10.9.0.0"})  # via the proxy
+    assert framed.status_code == 200  # and 10.9.0.0, which the guesser named, was never counted
+    star = make_app(login_attempts_per_minute=2, trusted_proxies=1, forwarded_allow_ips=("*",)).test_client()
+    for n in range(3):
+        star.get(scan.bin_path(1), headers={**basic("nobody", f"y{n}"), "X-Forwarded-For": "10.8.0.1"},
+                 environ_base=untrusted)
+    assert star.get(scan.bin_path(1), headers={**ALICE, "X-Forwarded-For": "10.8.0.1"},
+                    environ_base=untrusted).status_code == 429  # "*" trusts every peer, as gunicorn's setting
+
+
 def test_remembered_credentials_pass_while_guessers_are_blocked(make_app, scan):
     client = make_app(login_attempts_per_minute=2).test_client()
     assert client.get(scan.bin_path(1), headers=ALICE).status_code == 200  # verified, remembered

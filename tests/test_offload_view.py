@@ -87,6 +87,9 @@ def test_a_token_offload_carries_a_release_ticket_that_gives_the_token_back(offl
     assert f"<requestUri>{scan.bin_path(1)}</requestUri>".encode() in report.data
     assert offload_client.get(url).status_code == 200  # given back: delivered once more
     assert offload_client.get(url).status_code == 403
+    again = offload_client.post("/_pkgdl/offload-failed", headers={"X-Pkgdl-Release": ticket})
+    assert again.status_code == 502
+    assert offload_client.get(url).status_code == 403  # a ticket gives its token back once (second review)
     forged = offload_client.post("/_pkgdl/offload-failed", headers={"X-Pkgdl-Release": ticket[:-3] + "abc"})
     assert forged.status_code == 502
     assert offload_client.get(url).status_code == 403  # a forged ticket released nothing
