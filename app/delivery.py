@@ -5,6 +5,7 @@ the audit line). The resumable-links work hooks its progress events here."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -62,3 +63,15 @@ class RequestDelivery:
         who = f"token:{claims.token_id}" if claims else user.login if user else "?"
         ids = {"uid": self.ref.uid, "siid": self.ref.siid, "sid": self.ref.sid, "pid": self.ref.pid}
         audit_download(who=who, ids=ids, status=status, sent=sent, started=self.started, result=result)
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """What differs between deliveries: cache headers, the observer told of the first byte and the end, and
+    whether nginx sends the bytes (app/offload.py)."""
+
+    cache_headers: Mapping[str, str]
+    observer: DeliveryObserver = field(default_factory=SilentObserver)
+    offload: bool = False
+    # For nginx (X-Accel): a signed ticket that gives the token back if nginx cannot read the file (app/offload.py).
+    release_ticket: str | None = None

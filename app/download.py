@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flask import Response
 
 from app.byteranges import multipart_layout, new_boundary
 from app.conditional import ByteRange, Representation, evaluate, unsatisfiable_content_range
-from app.delivery import DeliveryObserver, SilentObserver
+from app.delivery import DeliveryPolicy
 from app.errors import RangeNotSatisfiable
 from app.headers import content_disposition, http_date, repr_digest
 from app.ids import is_media_type
@@ -31,18 +30,6 @@ FAST_CLIENT_AFTER = 16 << 20
 FAST_CLIENT_BYTES_PER_SECOND = 64 << 20
 DEFAULT_TYPE = "application/octet-stream"
 SENDFILE_MAX = 8 << 20
-
-
-@dataclass(frozen=True)
-class DeliveryPolicy:
-    """What differs between deliveries: cache headers, the observer told of the first byte and the end
-    (app/delivery.py), and whether nginx sends the bytes."""
-
-    cache_headers: Mapping[str, str]
-    observer: DeliveryObserver = field(default_factory=SilentObserver)
-    offload: bool = False
-    # For nginx (X-Accel): a signed ticket that gives the token back if nginx cannot read the file (app/offload.py).
-    release_ticket: str | None = None
 
 
 def representation_of(package: Package) -> Representation:

@@ -4,16 +4,13 @@ location of deploy/nginx.conf.template. This module knows those locations and th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from flask import Response
 
+from app.delivery import DeliveryPolicy
 from app.manifest import Package
 from storage_backends import Storage
-
-if TYPE_CHECKING:
-    from app.download import DeliveryPolicy
 
 # Requests that carry these are streamed by us even in offload mode: nginx's static module would evaluate them
 # again against its own validators (an mtime/size ETag), and its multipart ranges are not coalesced.

@@ -13,8 +13,8 @@ from flask import Blueprint, Response, request
 from app.access import Access, authorize_download, require_reader
 from app.access_log import SENDFILE_BYTES
 from app.conditional import Representation, evaluate
-from app.delivery import RequestDelivery
-from app.download import DeliveryPolicy, empty_response, package_response
+from app.delivery import DeliveryPolicy, RequestDelivery
+from app.download import empty_response, package_response
 from app.errors import AccessDenied, InvalidRequest, NotFound, OffloadFailed, Unavailable
 from app.ids import is_number_segment, is_uid
 from app.landing import LANDING_HEADERS, prefers_html, render_landing_page
