@@ -46,6 +46,10 @@ class BurnList(Protocol):
         there."""
         ...
 
+    def is_burned(self, token_id: str) -> bool:
+        """Whether `token_id` is burned now (a read: the landing page says so instead of offering its button)."""
+        ...
+
     def purge(self) -> int:
         """Remove expired entries and return how many were removed."""
         ...
@@ -212,6 +216,13 @@ class SqliteBurnList:
         now = math.floor(self._clock())
         return connection.execute("DELETE FROM burned WHERE expires < ?", (now,)).rowcount
 
+    def is_burned(self, token_id: str) -> bool:
+        """A row for `token_id`."""
+        try:
+            return self._connect().execute("SELECT 1 FROM burned WHERE jti = ?", (token_id,)).fetchone() is not None
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
     def release(self, token_id: str) -> bool:
         """Delete the row of `token_id` (one autocommit statement)."""
         try:
@@ -372,6 +383,13 @@ class RedisBurnList:
             ttl = EXPIRED_RETENTION
         try:
             return bool(self._redis().set(_REDIS_PREFIX + token_id, 1, nx=True, ex=ttl))
+        except redis.RedisError as exc:
+            raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
+
+    def is_burned(self, token_id: str) -> bool:
+        """EXISTS the id's key."""
+        try:
+            return bool(self._redis().exists(_REDIS_PREFIX + token_id))
         except redis.RedisError as exc:
             raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
 

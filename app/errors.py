@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import Flask, Response
+from flask import Flask, Response, g, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
+from app.landing import LANDING_HEADERS, prefers_html, render_error_page
 from app.manifest import ManifestError
 from app.representations import error_response
 from storage_backends import BlobSizeMismatch, RangeNotSupported
@@ -132,13 +133,19 @@ def answer_for(exc: BaseException) -> _Answer:
 
 
 def response_for(exc: BaseException) -> Response:
-    """Render an exception as a uforgeError response with the headers its status calls for."""
+    """Render an exception as a uforgeError response with the headers its status calls for (or, for a person
+    holding a download link in a browser, as a small page saying what happened, with the same headers)."""
     answer = answer_for(exc)
     if answer.status >= 500:
         # Logged with the traceback for operators; the client gets only the generic message.
         log.error("request failed with %s: %r", answer.status, exc, exc_info=answer.status == 500)
     own = exc if isinstance(exc, ServiceError) else None
-    response = error_response(answer.status, answer.message, answer.message_id, own.request_uri if own else None)
+    if _browser_on_the_token_path():
+        response = Response(render_error_page(answer.status), answer.status,
+                            content_type="text/html; charset=utf-8", headers=LANDING_HEADERS)
+    else:
+        response = error_response(answer.status, answer.message, answer.message_id,
+                                  own.request_uri if own else None)
     if answer.retry_after:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     if answer.status == 401:
@@ -148,6 +155,15 @@ def response_for(exc: BaseException) -> Response:
     if own:
         response.headers.update(own.headers())
     return response
+
+
+def _browser_on_the_token_path() -> bool:
+    """A request carrying a download token whose Accept prefers HTML (a person's browser; API clients, curl, wget
+    and the UForge SDK keep the uforgeError), not admitted by credentials."""
+    if not has_request_context() or not request.query_string or "downloadToken" not in request.args:
+        return False
+    access = g.get("access")
+    return (access is None or access.by_token) and prefers_html(request.headers.get("Accept"))
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""The click-through page that keeps email link scanners from burning single-use download links."""
+"""The pages a person holding a download link sees in a browser: the click-through page that keeps email link
+scanners from burning single-use links, and the page that says why a link cannot download (instead of XML)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,46 @@ from werkzeug.http import parse_accept_header
 
 from app.headers import TOKEN_CACHE_HEADERS, file_name_of
 
-_PAGE = """<!DOCTYPE html>
+# One page shape for both pages: readable on a phone, no script, no external asset.
+_PAGE_SHAPE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex, nofollow">
-<title>Download {file_name}</title>
+<title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 4rem auto; padding: 0 1rem; }}
 button {{ font-size: 1rem; padding: 0.6rem 1.2rem; cursor: pointer; }}
 </style>
 </head>
 <body>
-<h1>Download {file_name}</h1>
-<p>This download link works only once. Press the button to start the download;
-after that, the link can no longer be used.</p>
-<form method="post">
-<button type="submit">Download {file_name}</button>
-</form>
+<h1>{title}</h1>
+{body}
 </body>
 </html>
 """
+_LANDING_BODY = """<p>This download link works only once. Press the button to start the download;
+after that, the link can no longer be used.</p>
+<form method="post">
+<button type="submit">Download {file_name}</button>
+</form>"""
+
+
+# What a person can do about each status; never whose package or which file.
+_ERROR_TEXTS = {
+    403: ("This download link cannot be used",
+          "It has already been used, has expired or is not valid. Ask the person who sent it for a new one."),
+    404: ("This package is not available", "It may have been removed. Ask the person who sent the link."),
+}
+_UNAVAILABLE = ("The download is not available right now", "Please try again in a few minutes.")
+_INVALID = ("This download link is not valid", "Ask the person who sent it for a new one.")
+
+
+def render_error_page(status: int) -> str:
+    """The page for a browser whose download link failed with ``status``."""
+    title, advice = _ERROR_TEXTS.get(status) or (_UNAVAILABLE if status >= 500 or status == 429 else _INVALID)
+    return _PAGE_SHAPE.format(title=html.escape(title), body=f"<p>{html.escape(advice)}</p>")
 
 
 # Token path, and a page with no script and no external asset: nothing else may load or frame it.
@@ -47,7 +66,8 @@ def render_landing_page(file_name: str) -> str:
     # No action attribute: the form posts to the current URL, which carries the token in its query string.
     # The name the download will be saved under (Content-Disposition's): no path, no control, format or bidi
     # characters (U+202E would make "invoice\u202egpj.exe" read as "invoiceexe.jpg").
-    return _PAGE.format(file_name=html.escape(file_name_of(file_name), quote=True))
+    name = html.escape(file_name_of(file_name), quote=True)
+    return _PAGE_SHAPE.format(title=f"Download {name}", body=_LANDING_BODY.format(file_name=name))
 
 
 def prefers_html(accept_header: str | None) -> bool:

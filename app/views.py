@@ -61,6 +61,9 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
     package = services().catalog.package(ref.uid, ref.siid, ref.sid, ref.pid)
     if access.by_token and request.method == "GET" and "Range" not in request.headers \
             and prefers_html(request.headers.get("Accept")):
+        if services().burnlist.is_burned(access.claims.token_id):  # no button that cannot work: say so at once
+            services().metrics.token_rejected("used")
+            raise AccessDenied()
         return Response(render_landing_page(package.full_name), 200, content_type="text/html; charset=utf-8",
                         headers=LANDING_HEADERS)
     response = package_response(services().storage, package, request.method, request.headers,

@@ -103,6 +103,14 @@ def test_a_released_burn_can_be_burned_again_once(burnlist: BurnList) -> None:
     assert burnlist.burn(other, FAR) is False  # other burns untouched
 
 
+def test_is_burned_reads_without_burning(burnlist: BurnList) -> None:
+    token_id = fresh_id()
+    assert burnlist.is_burned(token_id) is False
+    assert burnlist.is_burned(token_id) is False  # reading twice burned nothing
+    assert burnlist.burn(token_id, FAR) is True
+    assert burnlist.is_burned(token_id) is True
+
+
 def test_ids_are_independent(burnlist: BurnList) -> None:
     first, second = fresh_id(), fresh_id()
     assert burnlist.burn(first, FAR) is True

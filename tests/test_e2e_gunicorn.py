@@ -226,3 +226,15 @@ def test_no_control_socket_is_opened(tmp_path):
         assert list(runtime.iterdir()) == [] and not (tmp_path / ".gunicorn").exists()
     finally:
         service.stop()
+
+
+def test_a_browser_opening_a_used_link_gets_a_page_not_xml(service):
+    link = service.cli("token", "mint", "--uid", "alice", "--siid", "12", "--sid", "34", "--pid",
+                       str(service.pids[OPENSSL])).stdout.strip()
+    url = service.base_url + link.removeprefix("https://downloads.example.test")
+    assert status_of(url) == 200  # curl downloads directly
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    done = curl("-D", "-", "-o", "-", "-H", f"Accept: {browser}", url)
+    head, _, body = done.stdout.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 403") and "content-type: text/html; charset=utf-8" in head.lower()
+    assert "already been used" in body and "openssl" not in body and "<script" not in body

@@ -154,3 +154,34 @@ def test_burnlist_unavailable_fails_closed_but_basic_works(make_app, scan, tmp_p
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert client.get(scan.bin_path(1), headers=ALICE).status_code == 200
+
+
+
+@pytest.mark.parametrize("spoil", ["used", "garbled", "other-package"])
+def test_a_browser_holding_a_dead_link_reads_what_happened(client, scan, mint, spoil):
+    """Not a raw XML 403: a small page for a person, same status, no-store, no script, no file name."""
+    token = mint(2 if spoil == "other-package" else 1)
+    if spoil == "used":
+        assert client.get(f"{scan.bin_path(1)}?downloadToken={token}").status_code == 200
+    if spoil == "garbled":
+        token = token[:-4] + "AAAA"
+    for method in ("GET", "POST"):  # the landing page's button posts
+        response = client.open(f"{scan.bin_path(1)}?downloadToken={token}", method=method,
+                               headers={"Accept": BROWSER_ACCEPT})
+        assert response.status_code == 403
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+        page = response.get_data(as_text=True)
+        assert "Ask the person who sent it for a new one." in page
+        assert "<script" not in page and "openssl" not in page and ".rpm" not in page
+
+
+def test_api_clients_keep_the_uforge_error_on_a_dead_link(client, scan, mint):
+    token = mint(1)
+    assert client.get(f"{scan.bin_path(1)}?downloadToken={token}").status_code == 200
+    for accept in ("application/xml", "*/*", "application/json", None):
+        headers = {"Accept": accept} if accept else {}
+        response = client.get(f"{scan.bin_path(1)}?downloadToken={token}", headers=headers)
+        assert response.status_code == 403
+        assert response.headers["Content-Type"] in ("application/xml", "application/json")
