@@ -39,6 +39,20 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _OWN_METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pkgdl-metrics-")
 
 
+def on_starting(server):
+    """Check the configuration once, in the master, before any worker: a bad value is one line naming its variable
+    and exit code 2 (not a traceback from every worker)."""
+    import sys
+
+    from app.config import ConfigError, check_for_serving, from_env
+
+    try:
+        check_for_serving(from_env())
+    except ConfigError as error:
+        print(f"pkgdl: {error}", file=sys.stderr, flush=True)
+        os._exit(2)  # before gunicorn listens or forks: nothing to clean up
+
+
 def child_exit(server, worker):
     """Keep a dead worker's counters but drop its live gauges."""
     from prometheus_client import multiprocess

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 OFFLOAD_MODES = ("none", "x-accel")
 DEFAULT_BIND = "127.0.0.1:8080"  # gunicorn.conf.py's default for PKGDL_BIND
@@ -57,6 +57,28 @@ class Settings:
                 "no signing key: set PKGDL_SECRET_KEYS (comma-separated, oldest first, newest last) "
                 "or run `pkgdl demo` to create var/secret_keys"
             )
+
+
+def check_for_serving(settings: Settings) -> None:
+    """What the service needs before it takes a request, checked once (gunicorn's master, before it forks), each
+    problem a ConfigError naming its variable: a signing key, a storage URL and a burn-list URL it can use, a local
+    storage root that exists. No network I/O: a remote store that is down is /readyz's business."""
+    from app.burnlist import open_burnlist
+    from storage_backends import open_storage
+
+    settings.require_signing_keys()
+    try:
+        open_storage(settings.storage_url, settings.storage_options)
+    except ValueError as exc:
+        raise ConfigError(f"PKGDL_STORAGE_URL: {exc}") from None
+    root = urlsplit(settings.storage_url)
+    if root.scheme == "file" and not Path(unquote(root.path)).is_dir():
+        raise ConfigError(f"PKGDL_STORAGE_URL: the directory {unquote(root.path)} does not exist "
+                          "(`pkgdl demo` or `pkgdl catalog add` creates it)")
+    try:
+        open_burnlist(settings.burnlist_url)
+    except ValueError as exc:
+        raise ConfigError(f"PKGDL_BURNLIST_URL: {exc}") from None
 
 
 def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from deploy.processes import BIN, ROOT, free_port
 from tests.fixtures_service import E2E_USERS, make_service
 
 pytestmark = pytest.mark.integration
@@ -238,3 +240,26 @@ def test_a_browser_opening_a_used_link_gets_a_page_not_xml(service):
     head, _, body = done.stdout.decode().partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 403") and "content-type: text/html; charset=utf-8" in head.lower()
     assert "already been used" in body and "openssl" not in body and "<script" not in body
+
+
+@pytest.mark.parametrize("variable, value, names", [
+    ("PKGDL_STORAGE_URL", "foo://x", "PKGDL_STORAGE_URL"),
+    ("PKGDL_STORAGE_URL", "file:///nonexistent/pkgdl-root", "PKGDL_STORAGE_URL"),
+    ("PKGDL_BURNLIST_URL", "postgres://x", "PKGDL_BURNLIST_URL"),
+    ("PKGDL_TOKEN_MAX_AGE", "soon", "PKGDL_TOKEN_MAX_AGE"),
+    ("PKGDL_SECRET_KEYS", "", "PKGDL_SECRET_KEYS"),
+])
+def test_a_bad_setting_stops_gunicorn_with_one_line(tmp_path, variable, value, names):
+    """The master checks the configuration before it listens or forks: one line naming the variable, exit 2 (it
+    was a traceback from every worker, exit 1 or 3)."""
+    (tmp_path / "packages").mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PKGDL_")},
+           "PKGDL_SECRET_KEYS": "k", "PKGDL_STORAGE_URL": (tmp_path / "packages").as_uri(),
+           "PKGDL_BURNLIST_URL": f"sqlite:///{tmp_path / 'burn.sqlite3'}", "PKGDL_BIND": f"127.0.0.1:{free_port()}",
+           variable: value}
+    done = subprocess.run([str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    ours = [line for line in (done.stdout + done.stderr).splitlines() if "[INFO]" not in line]
+    assert len(ours) == 1 and ours[0].startswith("pkgdl: ") and names in ours[0], done.stderr
+    assert "Traceback" not in done.stderr
