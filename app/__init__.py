@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from flask import Flask, g, request
+from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, from_env
@@ -15,6 +15,7 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
     """Build the app: settings, services, error table, endpoints. Nothing reads the environment at import."""
     from app.errors import register_error_handlers
     from app.headers import TOKEN_CACHE_HEADERS
+    from app.links import on_token_path
     from app.services import EXTENSION_KEY, build_services
     from app.views import bp
 
@@ -39,13 +40,9 @@ def create_app(settings: Settings | None = None, storage=None) -> Flask:  # noqa
 
     @app.after_request
     def _token_path_headers(response):  # noqa: ANN001, ANN202
-        # Every answer to a URL carrying a token (errors included) is uncacheable and leaks no Referer,
-        # unless Basic credentials admitted the request (then the Basic cache headers stand).
-        # g.access is how the request was admitted (app/access.py); a refused token has none and stays uncacheable.
-        access = g.get("access")
-        token_path = access.by_token if access is not None else (
-            bool(request.query_string) and "downloadToken" in request.args)
-        if token_path:
+        # Every answer on the token path (errors included) is uncacheable and leaks no Referer; when Basic
+        # credentials admitted the request, the Basic cache headers stand.
+        if on_token_path():
             response.headers.update(TOKEN_CACHE_HEADERS)
             response.headers.pop("Vary", None)
         return response

@@ -10,12 +10,12 @@ from flask_httpauth import HTTPBasicAuth
 
 from app.errors import AccessDenied, AuthenticationRequired, InvalidRequest, MethodNotAllowed, TooManyAttempts
 from app.headers import BASIC_CACHE_HEADERS, TOKEN_CACHE_HEADERS
+from app.links import TOKEN_PARAMETER
 from app.services import services
 from app.tokens import PackageRef, TokenClaims, TokenRejected
 from app.users import User
 
 log = logging.getLogger("pkgdl.access")
-TOKEN_PARAMETER = "downloadToken"  # noqa: S105 - a parameter name, not a secret
 
 
 class _StrictBasicAuth(HTTPBasicAuth):

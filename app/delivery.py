@@ -27,6 +27,11 @@ class DeliveryObserver(Protocol):
         """Called once, with the bytes sent and how it ended (completed, aborted, sendfile, offloaded)."""
         ...
 
+    def release_ticket(self) -> str | None:
+        """For nginx (X-Accel): a signed ticket that gives the token back if nginx cannot read the file
+        (app/offload.py); None when there is no token to give back."""
+        ...
+
 
 class SilentObserver:
     """An observer that records nothing (tests and tools that serve a package outside a request)."""
@@ -36,6 +41,9 @@ class SilentObserver:
 
     def finished(self, status: int, sent: int, result: str) -> None:
         """Nothing to record."""
+
+    def release_ticket(self) -> None:
+        """No token."""
 
 
 @dataclass
@@ -64,6 +72,11 @@ class RequestDelivery:
         ids = {"uid": self.ref.uid, "siid": self.ref.siid, "sid": self.ref.sid, "pid": self.ref.pid}
         audit_download(who=who, ids=ids, status=status, sent=sent, started=self.started, result=result)
 
+    def release_ticket(self) -> str | None:
+        """Signed only when an offload asks for it (not on every token request)."""
+        claims = self.access.claims
+        return self.services.tokens.release_ticket(claims.token_id) if claims is not None else None
+
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
@@ -73,5 +86,3 @@ class DeliveryPolicy:
     cache_headers: Mapping[str, str]
     observer: DeliveryObserver = field(default_factory=SilentObserver)
     offload: bool = False
-    # For nginx (X-Accel): a signed ticket that gives the token back if nginx cannot read the file (app/offload.py).
-    release_ticket: str | None = None

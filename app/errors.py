@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from app.landing import LANDING_HEADERS, prefers_html, render_error_page
+from app.links import on_token_path
 from app.manifest import ManifestError
 from app.representations import error_response
 from storage_backends import BlobSizeMismatch, RangeNotSupported
@@ -160,10 +161,7 @@ def response_for(exc: BaseException) -> Response:
 def _browser_on_the_token_path() -> bool:
     """A request carrying a download token whose Accept prefers HTML (a person's browser; API clients, curl, wget
     and the UForge SDK keep the uforgeError), not admitted by credentials."""
-    if not has_request_context() or not request.query_string or "downloadToken" not in request.args:
-        return False
-    access = g.get("access")
-    return (access is None or access.by_token) and prefers_html(request.headers.get("Accept"))
+    return has_request_context() and on_token_path() and prefers_html(request.headers.get("Accept"))
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -48,8 +48,9 @@ def offloaded_response(target: str, package: Package, headers: dict[str, str], p
     """
     policy.observer.before_first_byte()
     headers[DISPOSITION_HEADER] = headers.pop("Content-Disposition")
-    if policy.release_ticket is not None:
-        headers[RELEASE_HEADER] = policy.release_ticket
+    ticket = policy.observer.release_ticket()
+    if ticket is not None:
+        headers[RELEASE_HEADER] = ticket
     headers["X-Accel-Redirect"] = target
     headers["X-Accel-Buffering"] = "no"
     policy.observer.finished(200, package.size, "offloaded")

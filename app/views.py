@@ -61,30 +61,27 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
     package = services().catalog.package(ref.uid, ref.siid, ref.sid, ref.pid)
     if access.by_token and request.method == "GET" and "Range" not in request.headers \
             and prefers_html(request.headers.get("Accept")):
-        if services().burnlist.is_burned(access.claims.token_id):  # no button that cannot work: say so at once
-            services().metrics.token_rejected("used")
-            raise AccessDenied()
-        return Response(render_landing_page(package.full_name), 200, content_type="text/html; charset=utf-8",
-                        headers=LANDING_HEADERS)
-    response = package_response(services().storage, package, request.method, request.headers,
-                                _delivery_policy(access, ref, started), request.environ.get("wsgi.file_wrapper"))
+        return _landing_page(access, package.full_name)
+    file_wrapper = request.environ.get("wsgi.file_wrapper")
+    policy = DeliveryPolicy(cache_headers=access.cache_headers, offload=services().settings.offload == "x-accel",
+                            observer=RequestDelivery(services(), access, ref, started))
+    response = package_response(services().storage, package, request.method, request.headers, policy, file_wrapper)
     if response.status_code == 304:
         services().metrics.not_modified.inc()
-    file_wrapper = request.environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(response.response, file_wrapper):
         # gunicorn counts no bytes it sends with sendfile(2): tell our access log (app/access_log.py).
         request.environ[SENDFILE_BYTES] = package.size
     return response
 
 
-
-
-def _delivery_policy(access: Access, ref: PackageRef, started: float) -> DeliveryPolicy:
-    svc = services()
-    offload = svc.settings.offload == "x-accel"
-    ticket = svc.tokens.release_ticket(access.claims.token_id) if offload and access.claims else None
-    return DeliveryPolicy(cache_headers=access.cache_headers, observer=RequestDelivery(svc, access, ref, started),
-                          offload=offload, release_ticket=ticket)
+def _landing_page(access: Access, full_name: str) -> Response:
+    """The click-through page for a browser (link scanners fetch links before people do); a used link says so at
+    once instead of offering a button that cannot work."""
+    if services().burnlist.is_burned(access.claims.token_id):
+        services().metrics.token_rejected("used")
+        raise AccessDenied()
+    return Response(render_landing_page(full_name), 200, content_type="text/html; charset=utf-8",
+                    headers=LANDING_HEADERS)
 
 
 @bp.route(f"{SCAN_PATH}/packages", methods=["GET", "HEAD"], provide_automatic_options=False)
