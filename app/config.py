@@ -108,11 +108,10 @@ def public_url_of_bind(bind: str) -> str:
     address = bind.split(",")[0].strip().removeprefix("tcp://") or DEFAULT_BIND
     if address.startswith(("unix:", "fd://")):
         return f"http://{DEFAULT_BIND}"
-    host, _, port = address.rpartition(":") if not address.endswith("]") else (address, "", "")
-    if not port.isdigit():  # "host" or "host:": gunicorn listens on its default port 8000
-        host, port = (host if port == "" and host else address), "8000"
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "[::]": "[::1]"}.get(host, host)  # noqa: S104 - a mapping
-    return f"http://{host}:{port}"
+    parts = urlsplit(f"//{address}")
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(parts.hostname or "", parts.hostname)  # noqa: S104
+    port = parts.port or 8000  # gunicorn's default when the bind names none
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _secret_keys(raw: str, key_file: Path) -> tuple[str, ...]:

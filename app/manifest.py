@@ -130,10 +130,11 @@ def has_control_characters(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
 
 
-def format_timestamp(moment: datetime) -> str:
-    """The manifest's lastModified spelling: UTC, whole seconds, 'Z' (an xs:dateTime too)."""
+def format_timestamp(moment: datetime, milliseconds: bool = False) -> str:
+    """The manifest's lastModified spelling, also UForge's xs:dateTime: UTC, 'Z', whole seconds or milliseconds."""
     # isoformat, not strftime("%Y"): glibc does not pad years below 1000 (Go's zero time is 0001-01-01).
-    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(
+        timespec="milliseconds" if milliseconds else "seconds") + "Z"
 
 
 def package_fields(package: Package) -> dict[str, object]:

@@ -8,6 +8,7 @@ order; the writer sorts by them and refuses any other name, so a field added in 
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from flask import Response, has_request_context, request
+
+from app.manifest import format_timestamp
 
 UFORGE_NS = "http://www.usharesoft.com/uforge"
 # Exactly this: the UForge SDK turns a 2xx body into objects only when Content-Type equals "application/xml" (it
@@ -51,13 +54,6 @@ def wants_json() -> bool:
     return accept.quality(JSON_TYPE) > accept.quality(XML_TYPE)
 
 
-def xs_datetime(moment: datetime, milliseconds: bool = False) -> str:
-    """An xs:dateTime in UTC with 'Z' (UForge spells its timestamps with milliseconds)."""
-    # isoformat, not strftime("%Y"): glibc does not pad years below 1000, which xs:dateTime requires.
-    moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="milliseconds" if milliseconds else "seconds") + "Z"
-
-
 def xml_safe(text: str) -> str:
     """The text without the characters XML 1.0 cannot carry or would alter: C0/C1 controls (CR and LF included,
     which parsers normalise), lone surrogates, U+FFFE and U+FFFF. A hostile manifest name never breaks a document."""
@@ -71,13 +67,16 @@ def error_response(status: int, message: str, message_id: str, request_uri: str 
     """A uforgeError body for the current request (the URI without its query string: it may carry a token), or
     for ``request_uri`` when the request is nginx reporting about a client's."""
     own = has_request_context() and not request_uri
-    path = request_uri.split("?", 1)[0] if request_uri else request.path if own else None
+    if request_uri:
+        path: str | None = request_uri.split("?", 1)[0]
+    else:
+        path = request.path if own else None
     fields = {
         "localizedErrorMsg": wire_object({"message": message, "messageId": message_id}, LOCALIZED_MESSAGE_ELEMENTS),
         "requestMethod": request.method if own else None,  # optional in the schema; nginx's report does not say
         "requestUri": _printable(path) if path is not None else None,
         "statusCode": status,
-        "timestamp": xs_datetime(datetime.now(UTC), milliseconds=True),
+        "timestamp": format_timestamp(datetime.now(UTC), milliseconds=True),
     }
     return _render("uforgeError", wire_object(fields, UFORGE_ERROR_ELEMENTS), status, wants_json())
 
@@ -94,8 +93,8 @@ def scanned_packages_response(packages: Sequence[Mapping[str, object]], as_json:
 def wire_object(fields: Mapping[str, object], order: Sequence[str]) -> dict[str, WireValue]:
     """The fields in schema order, without empty ones, values in their wire form (the same for XML and JSON):
     integers stay numbers, datetimes become xs:dateTime strings, strings lose what XML cannot carry."""
-    position = {name: index for index, name in enumerate(order)}
-    unknown = set(fields) - set(position)
+    position = _positions(tuple(order))
+    unknown = fields.keys() - position.keys()
     if unknown:
         raise ValueError(f"not elements of this UForge type: {sorted(unknown)}")
     wire: dict[str, WireValue] = {}
@@ -106,9 +105,14 @@ def wire_object(fields: Mapping[str, object], order: Sequence[str]) -> dict[str,
     return wire
 
 
+@functools.cache  # a handful of orders, each used for every package of every listing
+def _positions(order: tuple[str, ...]) -> dict[str, int]:
+    return {name: index for index, name in enumerate(order)}
+
+
 def _wire_value(value: object) -> WireValue | None:
     if isinstance(value, datetime):
-        return xs_datetime(value, milliseconds=value.microsecond != 0)
+        return format_timestamp(value, milliseconds=value.microsecond != 0)
     if isinstance(value, str):
         return xml_safe(value)
     return value  # type: ignore[return-value] - int, bool, None, or a nested object already in wire form

@@ -424,11 +424,10 @@ def test_half_open_connections_through_nginx_leave_the_service_answering(local_d
             stalled = tls_connection(local_deployment.streamed.base_url)
             stalled.sendall(f"GET /healthz?{n} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())  # never finished
             sockets.append(stalled)
-        started = time.monotonic()
+        # Directly on gunicorn these would wait for the stalled connections, here past the client's timeout.
         assert get(local_deployment.streamed.base_url + "/healthz").status_code == 200
         download = get(local_deployment.streamed.base_url + local_deployment.path(DEB), auth=ALICE)
         assert download.status_code == 200 and download.content == local_deployment.source(DEB)
-        assert time.monotonic() - started < 10  # answered at once, not after some stalled request timed out
     finally:
         for stalled in sockets:
             stalled.close()
