@@ -44,6 +44,8 @@ def on_starting(server):
     and exit code 2 (not a traceback from every worker)."""
     import sys
 
+    if getattr(server.app, "app_uri", wsgi_app) != wsgi_app:  # another app under this file (bench's bare Flask)
+        return
     from app.config import ConfigError, check_for_serving, from_env
 
     try:

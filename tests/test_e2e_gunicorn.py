@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from deploy.processes import BIN, ROOT, free_port
+from deploy.processes import BIN, ROOT, free_port, wait_for_http
 from tests.fixtures_service import E2E_USERS, make_service
 
 pytestmark = pytest.mark.integration
@@ -263,3 +263,17 @@ def test_a_bad_setting_stops_gunicorn_with_one_line(tmp_path, variable, value, n
     ours = [line for line in (done.stdout + done.stderr).splitlines() if "[INFO]" not in line]
     assert len(ours) == 1 and ours[0].startswith("pkgdl: ") and names in ours[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_another_app_under_this_gunicorn_conf_is_not_checked_as_pkgdl(tmp_path):
+    """bench/ runs a bare Flask app with the same gunicorn.conf.py and no pkgdl settings: it must start."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PKGDL_")},
+           "PKGDL_BIND": f"127.0.0.1:{port}", "PKGDL_WORKERS": "1"}
+    process = subprocess.Popen([str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "bench.bare_app:app"],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30, process=process)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
