@@ -1,4 +1,6 @@
-"""Replay protection: each token id burns once, atomically, in SQLite (one host) or Redis (many hosts)."""
+"""Replay protection: one entry per download link, created once and then changed only by compare-and-swap,
+atomically, in SQLite (one host) or Redis (many hosts). What the entries mean is app/link_rules.py's business; a
+store keeps opaque strings, so every store runs the same rules."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from app.link_rules import BURNED
 from storage_backends.per_process import PerProcess
 
 # Entries outlive their token by this much: covers the whole last second of validity (itsdangerous compares
@@ -25,7 +28,8 @@ DEFAULT_MARGIN = 60
 EXPIRED_RETENTION = 60
 # SQLite only: every this many burns in a process, expired rows are deleted in passing.
 PURGE_EVERY = 1000
-_SCHEMA = "CREATE TABLE IF NOT EXISTS burned(jti TEXT PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID"
+# `state` NULL: a burn written before resumable links (read as BURNED).
+_SCHEMA = "CREATE TABLE IF NOT EXISTS burned(jti TEXT PRIMARY KEY, expires INTEGER NOT NULL, state TEXT) WITHOUT ROWID"
 _REDIS_PREFIX = "burn:"
 _REDIS_PING_KEY = "burn-ping"  # outside the "burn:" namespace, so it can never shadow a token id
 
@@ -38,16 +42,17 @@ class BurnList(Protocol):
     """What the download path needs from a replay store."""
 
     def burn(self, token_id: str, expires_at: int) -> bool:
-        """Record `token_id`; True only the first time, atomically across threads, processes and hosts."""
+        """Record `token_id` as BURNED; True only the first time, atomically across threads, processes and hosts."""
         ...
 
-    def release(self, token_id: str) -> bool:
-        """Forget a burn whose delivery never started (nginx could not read the offloaded file); True if it was
-        there."""
+    def read(self, token_id: str) -> str | None:
+        """The entry of `token_id`, None when there is none."""
         ...
 
-    def is_burned(self, token_id: str) -> bool:
-        """Whether `token_id` is burned now (a read: the landing page says so instead of offering its button)."""
+    def swap(self, token_id: str, expected: str | None, new: str | None, expires_at: int) -> bool:
+        """Replace the entry `expected` (None: no entry) by `new` (None: remove it), atomically; False (and nothing
+        changed) when the entry is not `expected` any more. A new entry lives until the token expires (plus a
+        margin); a changed one keeps its expiry."""
         ...
 
     def purge(self) -> int:
@@ -125,6 +130,7 @@ class SqliteBurnList:
             # NORMAL may lose the last commit on power loss and so re-open a burned token.
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute(_SCHEMA)
+            _add_state_column(connection)
         except BaseException:
             connection.close()
             raise
@@ -153,9 +159,29 @@ class SqliteBurnList:
         return BurnListUnavailable(f"SQLite burn-list {self.path}: {exc}")
 
     def burn(self, token_id: str, expires_at: int) -> bool:
-        """Insert `token_id`; an id already there means it was burned before."""
+        """Insert `token_id` as BURNED; an id already there means it was burned before."""
+        return self.swap(token_id, None, BURNED, expires_at)
+
+    def swap(self, token_id: str, expected: str | None, new: str | None, expires_at: int) -> bool:
+        """New entries go in through the group commit; changes are one conditional statement (autocommit)."""
+        if expected is None:
+            if new is None:
+                raise ValueError("swap needs an entry to expect or one to write")
+            return self._insert(token_id, new, expires_at)
+        if new is None:
+            sql, values = "DELETE FROM burned WHERE jti = ? AND coalesce(state, ?) = ?", (token_id, BURNED, expected)
+        else:
+            sql = "UPDATE burned SET state = ? WHERE jti = ? AND coalesce(state, ?) = ?"
+            values = (new, token_id, BURNED, expected)
+        try:
+            return self._connect().execute(sql, values).rowcount == 1
+        except (sqlite3.Error, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _insert(self, token_id: str, state: str, expires_at: int) -> bool:
+        """Insert an entry unless one is there (grouped with this process's other inserts in one commit)."""
         keep = _keep_until(expires_at, self._margin, self._clock())
-        fresh = self._process_group().burn(token_id, keep, self._commit, self._timeout)
+        fresh = self._process_group().burn(token_id, keep, state, self._commit, self._timeout)
         if fresh and next(self._burns) % PURGE_EVERY == 0:
             try:
                 self._delete_expired(self._connect())
@@ -163,8 +189,8 @@ class SqliteBurnList:
                 pass  # the burn is committed; a later purge retries the housekeeping
         return fresh
 
-    def _commit(self, batch: list[tuple[str, int]]) -> list[bool]:
-        """Insert a group of (id, keep-until) with ONE fsync; True where the id was new.
+    def _commit(self, batch: list[tuple[str, int, str]]) -> list[bool]:
+        """Insert a group of (id, keep-until, state) with ONE fsync; True where the id was new.
 
         Ids burned before are found by a read (no write lock); the new ones go in by one statement in autocommit, so
         SQLite's write lock is held only inside that statement, never while this thread waits for the GIL between
@@ -173,17 +199,17 @@ class SqliteBurnList:
         """
         try:
             connection = self._connect()
-            seen = self._burned_among(connection, [token_id for token_id, _ in batch])
+            seen = self._burned_among(connection, [row[0] for row in batch])
             fresh, rows = [], []
-            for token_id, keep in batch:
-                fresh.append(token_id not in seen)
-                if token_id not in seen:
-                    seen.add(token_id)  # the same id twice in one group: the first one burns it
-                    rows.append((token_id, keep))
+            for row in batch:
+                fresh.append(row[0] not in seen)
+                if row[0] not in seen:
+                    seen.add(row[0])  # the same id twice in one group: the first one burns it
+                    rows.append(row)
             if rows:
-                placeholders = ",".join(["(?, ?)"] * len(rows))  # only placeholders: the values are bound
+                placeholders = ",".join(["(?, ?, ?)"] * len(rows))  # only placeholders: the values are bound
                 try:
-                    connection.execute(f"INSERT INTO burned(jti, expires) VALUES {placeholders}",  # noqa: S608
+                    connection.execute(f"INSERT INTO burned(jti, expires, state) VALUES {placeholders}",  # noqa: S608
                                        [value for row in rows for value in row])
                 except sqlite3.IntegrityError:
                     return self._commit_row_by_row(connection, batch)
@@ -198,11 +224,12 @@ class SqliteBurnList:
         return {token_id for (token_id,) in connection.execute(query, token_ids)}
 
     @staticmethod
-    def _commit_row_by_row(connection: sqlite3.Connection, batch: list[tuple[str, int]]) -> list[bool]:
+    def _commit_row_by_row(connection: sqlite3.Connection, batch: list[tuple[str, int, str]]) -> list[bool]:
         """The group in one transaction, one insert per id (the answer per id comes from each insert)."""
         connection.execute("BEGIN IMMEDIATE")
         try:
-            fresh = [connection.execute("INSERT OR IGNORE INTO burned(jti, expires) VALUES (?, ?)", row).rowcount == 1
+            fresh = [connection.execute("INSERT OR IGNORE INTO burned(jti, expires, state) VALUES (?, ?, ?)",
+                                        row).rowcount == 1
                      for row in batch]
             connection.execute("COMMIT")
         except BaseException:
@@ -216,19 +243,14 @@ class SqliteBurnList:
         now = math.floor(self._clock())
         return connection.execute("DELETE FROM burned WHERE expires < ?", (now,)).rowcount
 
-    def is_burned(self, token_id: str) -> bool:
-        """A row for `token_id`."""
+    def read(self, token_id: str) -> str | None:
+        """The row's state (BURNED for a row written before states existed)."""
         try:
-            return self._connect().execute("SELECT 1 FROM burned WHERE jti = ?", (token_id,)).fetchone() is not None
+            row = self._connect().execute("SELECT coalesce(state, ?) FROM burned WHERE jti = ?",
+                                          (BURNED, token_id)).fetchone()
         except (sqlite3.Error, OSError) as exc:
             raise self._unavailable(exc) from exc
-
-    def release(self, token_id: str) -> bool:
-        """Delete the row of `token_id` (one autocommit statement)."""
-        try:
-            return self._connect().execute("DELETE FROM burned WHERE jti = ?", (token_id,)).rowcount > 0
-        except (sqlite3.Error, OSError) as exc:
-            raise self._unavailable(exc) from exc
+        return None if row is None else row[0]
 
     def purge(self) -> int:
         """Delete expired rows and return how many."""
@@ -244,7 +266,7 @@ class SqliteBurnList:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 # "" is never a token id (those are 22 characters); the rollback discards it anyway.
-                connection.execute("INSERT OR REPLACE INTO burned(jti, expires) VALUES ('', 0)")
+                connection.execute("INSERT OR REPLACE INTO burned(jti, expires, state) VALUES ('', 0, NULL)")
             finally:
                 connection.execute("ROLLBACK")
         except (sqlite3.Error, OSError) as exc:
@@ -255,6 +277,17 @@ class SqliteBurnList:
         connection = self._locals.get().__dict__.pop("connection", None)
         if connection is not None:
             connection.close()
+
+
+def _add_state_column(connection: sqlite3.Connection) -> None:
+    """A burn-list file from before resumable links has no state column: add it (its rows stay burned)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(burned)")}
+    if "state" not in columns:
+        try:
+            connection.execute("ALTER TABLE burned ADD COLUMN state TEXT")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another process added it first
+                raise
 
 
 class _GroupCommit:
@@ -271,10 +304,10 @@ class _GroupCommit:
         self._pending: list[_PendingBurn] = []
         self._leading = False
 
-    def burn(self, token_id: str, keep: int, commit: Callable[[list[tuple[str, int]]], list[bool]],
+    def burn(self, token_id: str, keep: int, state: str, commit: Callable[[list[tuple[str, int, str]]], list[bool]],
              timeout: float) -> bool:
         """Queue the burn, lead a commit when no one else does, and return its answer."""
-        mine = _PendingBurn(token_id, keep)
+        mine = _PendingBurn(token_id, keep, state)
         deadline = time.monotonic() + timeout
         with self._changed:
             self._pending.append(mine)
@@ -304,10 +337,10 @@ class _GroupCommit:
         return mine.answer()
 
     @staticmethod
-    def _lead(group: list[_PendingBurn], commit: Callable[[list[tuple[str, int]]], list[bool]]) -> None:
+    def _lead(group: list[_PendingBurn], commit: Callable[[list[tuple[str, int, str]]], list[bool]]) -> None:
         """Commit one group and hand every member its answer (or the fault)."""
         try:
-            answers = commit([(burn.token_id, burn.keep) for burn in group])
+            answers = commit([(burn.token_id, burn.keep, burn.state) for burn in group])
             if len(answers) != len(group):
                 raise BurnListUnavailable("SQLite burn-list: a commit answered for another number of burns")
         except BaseException as exc:
@@ -325,10 +358,10 @@ class _GroupCommit:
 class _PendingBurn:
     """One burn waiting in a group: its row, then its answer."""
 
-    __slots__ = ("token_id", "keep", "taken", "fresh", "error")
+    __slots__ = ("token_id", "keep", "state", "taken", "fresh", "error")
 
-    def __init__(self, token_id: str, keep: int) -> None:
-        self.token_id, self.keep = token_id, keep
+    def __init__(self, token_id: str, keep: int, state: str) -> None:
+        self.token_id, self.keep, self.state = token_id, keep, state
         self.taken = False  # a leader is committing it
         self.fresh: bool | None = None
         self.error: BurnListUnavailable | None = None
@@ -342,6 +375,14 @@ class _PendingBurn:
             raise self.error
         assert self.fresh is not None
         return self.fresh
+
+
+# KEYS[1]: the link; ARGV: the expected value, the new one, "1" to delete. The TTL set at creation is kept.
+_SWAP_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end
+return 1
+"""
 
 
 class RedisBurnList:
@@ -359,6 +400,8 @@ class RedisBurnList:
         self._margin = margin
         self._clock = clock
         self._clients: PerProcess[redis.Redis] = PerProcess(self._new_client)
+        self._scripts: PerProcess[redis.commands.core.Script] = PerProcess(
+            lambda: self._redis().register_script(_SWAP_SCRIPT))
 
     def _redis(self) -> redis.Redis:
         """Return this process's client, created on first use (after any fork)."""
@@ -375,30 +418,35 @@ class RedisBurnList:
         )
 
     def burn(self, token_id: str, expires_at: int) -> bool:
-        """SET NX the id; the TTL is relative so that the Redis host's clock plays no part."""
-        now = self._clock()
-        # +1: a token is valid through the whole second expires_at.
-        ttl = math.ceil(expires_at + 1 + self._margin - now)
-        if ttl <= 0:
-            ttl = EXPIRED_RETENTION
+        """SET NX the id to BURNED."""
+        return self.swap(token_id, None, BURNED, expires_at)
+
+    def swap(self, token_id: str, expected: str | None, new: str | None, expires_at: int) -> bool:
+        """A new entry is SET NX with a relative TTL (the Redis host's clock plays no part); a change is one Lua
+        script on the link's one key (so a Redis Cluster can shard the burn-list by link)."""
+        key = _REDIS_PREFIX + token_id
         try:
-            return bool(self._redis().set(_REDIS_PREFIX + token_id, 1, nx=True, ex=ttl))
+            if expected is None:
+                if new is None:
+                    raise ValueError("swap needs an entry to expect or one to write")
+                # +1: a token is valid through the whole second expires_at.
+                ttl = math.ceil(expires_at + 1 + self._margin - self._clock())
+                return bool(self._redis().set(key, new, nx=True, ex=ttl if ttl > 0 else EXPIRED_RETENTION))
+            delete = new is None
+            return bool(self._swap_script()(keys=[key], args=[expected, "" if delete else new, "1" if delete else "0"]))
         except redis.RedisError as exc:
             raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
 
-    def is_burned(self, token_id: str) -> bool:
-        """EXISTS the id's key."""
-        try:
-            return bool(self._redis().exists(_REDIS_PREFIX + token_id))
-        except redis.RedisError as exc:
-            raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
+    def _swap_script(self) -> redis.commands.core.Script:
+        return self._scripts.get()
 
-    def release(self, token_id: str) -> bool:
-        """DEL the id's key."""
+    def read(self, token_id: str) -> str | None:
+        """GET the id's key."""
         try:
-            return bool(self._redis().delete(_REDIS_PREFIX + token_id))
+            value = self._redis().get(_REDIS_PREFIX + token_id)
         except redis.RedisError as exc:
             raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
+        return None if value is None else value.decode()
 
     def purge(self) -> int:
         """Nothing to do: Redis expires the keys itself."""

@@ -32,6 +32,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     offload: str = "none"
     catalog_ttl: float = 30.0
+    resume_window: int = 3600  # seconds after its claim a link may be resumed with Range; 0: strict single use
     login_attempts_per_minute: int = 10
     trusted_proxies: int = 0
     # The peers allowed to speak for clients in X-Forwarded-* (nginx's address; "*" for any), as gunicorn reads it.
@@ -44,6 +45,8 @@ class Settings:
             raise ConfigError("PKGDL_TOKEN_MAX_AGE must be a positive number of seconds")
         if self.trusted_proxies < 0 or self.login_attempts_per_minute < 1:
             raise ConfigError("PKGDL_TRUSTED_PROXIES must be >= 0 and PKGDL_LOGIN_ATTEMPTS_PER_MINUTE >= 1")
+        if self.resume_window < 0:
+            raise ConfigError("PKGDL_RESUME_WINDOW must be zero (strict single use) or a positive number of seconds")
         if self.catalog_ttl < 0:
             raise ConfigError("PKGDL_CATALOG_TTL must be zero or a positive number of seconds")
         public = urlsplit(self.public_url)
@@ -95,6 +98,7 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
         public_url=(env.get("PKGDL_PUBLIC_URL") or public_url_of_bind(env.get("PKGDL_BIND") or "")).rstrip("/"),
         offload=(env.get("PKGDL_OFFLOAD") or "none").strip().lower(),
         catalog_ttl=_converted(env, "PKGDL_CATALOG_TTL", 30.0, float, "a number"),
+        resume_window=_converted(env, "PKGDL_RESUME_WINDOW", 3600, int, "a whole number of seconds"),
         login_attempts_per_minute=_converted(env, "PKGDL_LOGIN_ATTEMPTS_PER_MINUTE", 10, int, "a whole number"),
         trusted_proxies=_converted(env, "PKGDL_TRUSTED_PROXIES", 0, int, "a whole number"),
         forwarded_allow_ips=tuple(address.strip() for address in

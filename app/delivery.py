@@ -1,6 +1,7 @@
 """What happens around one package delivery, as one observer the download steps call in order: just before the
-first body byte (time to first byte; on the token path, the burn that spends the link), and at the end (metrics and
-the audit line). The resumable-links work hooks its progress events here."""
+first body byte (time to first byte; on the token path, the claim or resume of the link), before each chunk is handed
+to the connection (on the token path, the bytes it reserves), and at the end (the link settled, metrics and the audit
+line)."""
 
 from __future__ import annotations
 
@@ -12,38 +13,69 @@ from typing import Protocol
 from app.access import Access
 from app.audit import audit_download
 from app.errors import AccessDenied
+from app.link_ledger import Grant
+from app.link_rules import Interval, LinkRefused
+from app.manifest import Package
 from app.services import Services
 from app.tokens import PackageRef
 
 
-class DeliveryObserver(Protocol):
-    """The two moments of a delivery the download steps report."""
+@dataclass(frozen=True)
+class BodyPlan:
+    """A body about to be sent: its length, whether it answers a Range, and where the package's bytes sit in it
+    (spans of (offset in the body, offset in the package, length); multipart framing lies between them)."""
 
-    def before_first_byte(self) -> None:
-        """Called once the first chunk is in hand and nothing has been sent; raising refuses the delivery."""
+    length: int
+    ranged: bool
+    spans: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def whole(cls, size: int) -> BodyPlan:
+        """The plan of a 200: the whole package."""
+        return cls(size, ranged=False, spans=((0, 0, size),))
+
+    def written(self, sent: int) -> tuple[Interval, ...]:
+        """The package ranges the first `sent` bytes of the body carried."""
+        return tuple((start, start + min(length, sent - offset))
+                     for offset, start, length in self.spans if sent > offset)
+
+
+class DeliveryObserver(Protocol):
+    """The moments of a delivery the download steps report."""
+
+    def before_first_byte(self, body: BodyPlan, whole: bool = False) -> None:
+        """Called once the first chunk is in hand and nothing has been sent (`whole`: another sender, nginx, will
+        send the body, in one go); raising refuses the delivery."""
+        ...
+
+    def sending(self, length: int) -> None:
+        """Called before `length` more bytes are handed to the connection; raising aborts it."""
         ...
 
     def finished(self, status: int, sent: int, result: str) -> None:
         """Called once, with the bytes sent and how it ended (completed, aborted, sendfile, offloaded)."""
         ...
 
-    def release_ticket(self) -> str | None:
-        """For nginx (X-Accel): a signed ticket that gives the token back if nginx cannot read the file
-        (app/offload.py); None when there is no token to give back."""
+    def offload_ticket(self) -> str | None:
+        """For nginx (X-Accel): a signed ticket with which it reports how far it got (app/offload.py); None when
+        there is no link to report on."""
         ...
 
 
 class SilentObserver:
     """An observer that records nothing (tests and tools that serve a package outside a request)."""
 
-    def before_first_byte(self) -> None:
+    def before_first_byte(self, body: BodyPlan, whole: bool = False) -> None:
         """Nothing to check."""
+
+    def sending(self, length: int) -> None:
+        """Nothing to count."""
 
     def finished(self, status: int, sent: int, result: str) -> None:
         """Nothing to record."""
 
-    def release_ticket(self) -> None:
-        """No token."""
+    def offload_ticket(self) -> None:
+        """No link."""
 
 
 @dataclass
@@ -53,29 +85,57 @@ class RequestDelivery:
     services: Services
     access: Access
     ref: PackageRef
+    package: Package
     started: float = field(default_factory=time.monotonic)
+    body: BodyPlan | None = None
+    grant: Grant | None = None
+    spent: str | None = None  # why this request's end spent its link
 
-    def before_first_byte(self) -> None:
-        """Time to first byte, then, on the token path, the burn: of concurrent requests only one gets the body."""
+    def before_first_byte(self, body: BodyPlan, whole: bool = False) -> None:
+        """Time to first byte, then, on the token path, the claim or resume of the link (app/link_rules.py): of
+        concurrent first requests only one gets a body."""
         self.services.metrics.first_byte.observe(time.monotonic() - self.started)
+        self.body = body
         claims = self.access.claims
-        if claims is not None and not self.services.burnlist.burn(claims.token_id, claims.expires_at):
-            self.services.metrics.token_rejected("used")
-            raise AccessDenied()
+        if claims is None:
+            return
+        try:
+            self.grant = self.services.links.admit(
+                claims, etag=self.package.sha256, size=self.package.size,
+                ranged=body.ranged, planned=body.length, whole=whole)
+        except LinkRefused as refused:
+            self.services.metrics.token_rejected(refused.reason)
+            raise AccessDenied() from None
+        self.services.metrics.link_event("claim" if self.grant.first else "resume")
+
+    def sending(self, length: int) -> None:
+        """On the token path, reserve the bytes first: a link never writes past its budget."""
+        if self.grant is not None:
+            self.grant.reserve(length)
 
     def finished(self, status: int, sent: int, result: str) -> None:
-        """Metrics by outcome and auth kind, and the audit line (a token is named by its jti, never itself)."""
+        """The link settled (unless nginx sends: it reports itself), metrics by outcome and auth kind, and the
+        audit line (a token is named by its jti, never itself)."""
+        if self.grant is not None and self.body is not None and result != "offloaded":
+            state = self.grant.settle(self.body.written(sent))
+            self.spent = self.services.links.why_spent(state)
+            if self.spent is not None:
+                self.services.metrics.link_event(f"spent_{self.spent}")
         kind = "token" if self.access.by_token else "basic"
         self.services.metrics.download_finished(kind, status, sent, result)
         claims, user = self.access.claims, self.access.user
         who = f"token:{claims.token_id}" if claims else user.login if user else "?"
         ids = {"uid": self.ref.uid, "siid": self.ref.siid, "sid": self.ref.sid, "pid": self.ref.pid}
-        audit_download(who=who, ids=ids, status=status, sent=sent, started=self.started, result=result)
+        link = None if self.grant is None else {"link": "claim" if self.grant.first else "resume",
+                                               **({"spent": self.spent} if self.spent else {})}
+        audit_download(who=who, ids=ids, status=status, sent=sent, started=self.started, result=result, link=link)
 
-    def release_ticket(self) -> str | None:
+    def offload_ticket(self) -> str | None:
         """Signed only when an offload asks for it (not on every token request)."""
-        claims = self.access.claims
-        return self.services.tokens.release_ticket(claims.token_id) if claims is not None else None
+        if self.grant is None:
+            return None
+        return self.services.tokens.offload_ticket(self.grant.link.token_id, self.grant.rid,
+                                                   self.grant.link.expires_at)
 
 
 @dataclass(frozen=True)

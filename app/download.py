@@ -1,4 +1,4 @@
-"""A package download as a short template: validators, preconditions, open, first chunk, burn, stream."""
+"""A package download as a short template: validators, preconditions, open, first chunk, claim, stream."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flask import Response
 
 from app.byteranges import multipart_layout, new_boundary
 from app.conditional import ByteRange, Representation, evaluate, unsatisfiable_content_range
-from app.delivery import DeliveryPolicy
+from app.delivery import BodyPlan, DeliveryPolicy
 from app.errors import RangeNotSatisfiable
 from app.headers import content_disposition, http_date, repr_digest
 from app.ids import is_media_type
@@ -65,20 +65,21 @@ def package_response(storage: Storage, package: Package, method: str, request_he
 
 def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], headers: dict[str, str],
               policy: DeliveryPolicy, chunk_size: int = CHUNK_SIZE) -> Response:
-    """Read the first chunk (faults still get a clean status), burn, then stream the rest in bounded chunks."""
+    """Read the first chunk (faults still get a clean status), claim, then stream the rest in bounded chunks."""
     try:
-        body, length, content_type = _body_plan(blob, package, ranges, chunk_size)
+        body, plan, content_type = _body_plan(blob, package, ranges, chunk_size)
         first = next(body)  # storage faults before the first byte still become clean 4xx/5xx answers
-        policy.observer.before_first_byte()
+        policy.observer.before_first_byte(plan)
     except BaseException:
         blob.close()
         raise
+    length = plan.length
     headers["Content-Length"] = str(length)
     headers["Content-Type"] = content_type
     if len(ranges) == 1:
         headers["Content-Range"] = ranges[0].content_range(package.size)
     status = 206 if ranges else 200
-    stream = _observed(first, body, blob, length,
+    stream = _observed(first, body, blob, length, policy.observer.sending,
                        lambda sent, done: policy.observer.finished(status, sent, "completed" if done else "aborted"))
     return Response(stream, status=status, headers=headers, direct_passthrough=True)
 
@@ -87,7 +88,7 @@ def _sendfile(blob: BinaryIO, package: Package, headers: dict[str, str], policy:
               file_wrapper: Callable) -> Response:
     """A whole small local file through the server's sendfile(2) (gunicorn: wsgi.file_wrapper)."""
     try:
-        policy.observer.before_first_byte()
+        policy.observer.before_first_byte(BodyPlan.whole(package.size))
     except BaseException:
         blob.close()
         raise
@@ -159,14 +160,22 @@ def _media_type(mime_type: str | None) -> str:
 
 
 def _body_plan(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...],
-               chunk_size: int) -> tuple[Iterator[bytes], int, str]:
-    """The body's chunks, its exact length and its Content-Type."""
+               chunk_size: int) -> tuple[Iterator[bytes], BodyPlan, str]:
+    """The body's chunks, its plan (exact length, where the package's bytes sit) and its Content-Type."""
     if not ranges:
-        return _read_span(blob, 0, package.size, chunk_size), package.size, _media_type(package.mime_type)
+        whole = BodyPlan.whole(package.size)
+        return _read_span(blob, 0, package.size, chunk_size), whole, _media_type(package.mime_type)
     if len(ranges) == 1:
         only = ranges[0]
-        return _read_span(blob, only.start, only.length, chunk_size), only.length, _media_type(package.mime_type)
+        plan = BodyPlan(only.length, ranged=True, spans=((0, only.start, only.length),))
+        return _read_span(blob, only.start, only.length, chunk_size), plan, _media_type(package.mime_type)
     layout = multipart_layout(ranges, package.size, _media_type(package.mime_type), new_boundary())
+    spans, offset = [], 0
+    for preamble, part in layout.parts:
+        offset += len(preamble)
+        spans.append((offset, part.start, part.length))
+        offset += part.length
+    plan = BodyPlan(layout.content_length, ranged=True, spans=tuple(spans))
 
     def parts() -> Iterator[bytes]:
         # Each preamble travels with its part's first chunk, so the first yield has read the storage: a fault there
@@ -177,7 +186,7 @@ def _body_plan(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...],
             yield from chunks
         yield layout.closing
 
-    return parts(), layout.content_length, layout.content_type
+    return parts(), plan, layout.content_type
 
 
 def _read_span(blob: BinaryIO, start: int, length: int, chunk_size: int) -> Iterator[bytes]:
@@ -205,14 +214,17 @@ def _read_span(blob: BinaryIO, start: int, length: int, chunk_size: int) -> Iter
         size = chunk_size if fast else small
 
 
-def _observed(first: bytes, rest: Iterator[bytes], blob: BinaryIO, length: int,
+def _observed(first: bytes, rest: Iterator[bytes], blob: BinaryIO, length: int, sending: Callable[[int], None],
               finish: Callable[[int, bool], None]) -> Iterator[bytes]:
-    """Yield the body; on a fault mid-stream re-raise so the server aborts the connection (no complete-looking file)."""
+    """Yield the body, announcing each chunk before it is handed over (`sending` may refuse it); on a fault
+    mid-stream re-raise so the server aborts the connection (no complete-looking file)."""
     sent = 0
     try:
+        sending(len(first))
         yield first
         sent += len(first)
         for chunk in rest:
+            sending(len(chunk))
             yield chunk
             sent += len(chunk)
     finally:

@@ -27,6 +27,9 @@ class Metrics:
         self.bytes_sent = Counter("pkgdl_bytes_sent_total", "Package bytes sent", ["auth"], registry=self.registry)
         self.token_rejections = Counter("pkgdl_token_rejections_total", "Download tokens refused", ["reason"],
                                         registry=self.registry)
+        self.link_events = Counter("pkgdl_link_events_total",
+                                   "Download links claimed, resumed and spent (spent_<reason>)", ["event"],
+                                   registry=self.registry)
         self.not_modified = Counter("pkgdl_not_modified_total", "304 answers", registry=self.registry)
         self.first_byte = Histogram("pkgdl_time_to_first_byte_seconds", "Request start to first body byte",
                                     registry=self.registry)
@@ -34,6 +37,10 @@ class Metrics:
     def token_rejected(self, reason: str) -> None:
         """Count a refused token by reason (never shown to the client)."""
         self.token_rejections.labels(reason=reason).inc()
+
+    def link_event(self, event: str) -> None:
+        """Count a link claimed, resumed, or spent (spent_completed, spent_budget, spent_window, ...)."""
+        self.link_events.labels(event=event).inc()
 
     def download_finished(self, auth: str, status: int, sent: int, result: str) -> None:
         """Count one finished download response (result: completed, aborted, sendfile, offloaded)."""

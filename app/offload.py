@@ -1,5 +1,6 @@
-"""X-Accel offload (PKGDL_OFFLOAD=x-accel): the app authorizes and burns, nginx sends the bytes from an internal
-location of deploy/nginx.conf.template. This module knows those locations and the headers the two sides exchange."""
+"""X-Accel offload (PKGDL_OFFLOAD=x-accel): the app authorizes and claims the link, nginx sends the bytes from an
+internal location of deploy/nginx.conf.template and reports how far it got. This module knows those locations and
+the headers the two sides exchange."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from flask import Response
 
-from app.delivery import DeliveryPolicy
+from app.delivery import BodyPlan, DeliveryPolicy
 from app.manifest import Package
 from storage_backends import Storage
 
@@ -16,7 +17,8 @@ from storage_backends import Storage
 # again against its own validators (an mtime/size ETag), and its multipart ranges are not coalesced.
 _CONDITIONAL_HEADERS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
 DISPOSITION_HEADER = "X-Pkgdl-Content-Disposition"
-RELEASE_HEADER = "X-Pkgdl-Release"
+TICKET_HEADER = "X-Pkgdl-Ticket"
+SENT_HEADER = "X-Pkgdl-Sent"  # nginx's $body_bytes_sent, in its report at the end of an offloaded transfer
 REQUEST_PATH_HEADER = "X-Pkgdl-Request-Path"  # the client's path (no query) when nginx reports a failed offload
 OFFLOAD_LOCAL_PREFIX = "/_pkgdl/local/"
 OFFLOAD_S3_PREFIX = "/_pkgdl/s3"
@@ -39,18 +41,20 @@ def offload_target(storage: Storage, package: Package, is_local: bool) -> str | 
 
 
 def offloaded_response(target: str, package: Package, headers: dict[str, str], policy: DeliveryPolicy) -> Response:
-    """Authorized, preconditions passed: burn, then let nginx send the bytes (deploy/nginx.conf.template).
+    """Authorized, preconditions passed: claim the link for the whole package, then let nginx send the bytes
+    (deploy/nginx.conf.template).
 
     Content-Disposition travels as X-Pkgdl-Content-Disposition, which nginx adds back only when it sends the file:
-    an error of its own (the file unreadable) must not be saved under the package's name. The release ticket lets
-    nginx give the token back when it cannot read the file (POST /_pkgdl/offload-failed); nginx never forwards
+    an error of its own (the file unreadable) must not be saved under the package's name. With the ticket nginx
+    reports how many bytes it sent when the transfer ends (POST /_pkgdl/offload-done), or that it could not read the
+    file (POST /_pkgdl/offload-failed), so the link is settled as if the app had streamed; nginx never forwards
     either header to the client.
     """
-    policy.observer.before_first_byte()
+    policy.observer.before_first_byte(BodyPlan.whole(package.size), whole=True)
     headers[DISPOSITION_HEADER] = headers.pop("Content-Disposition")
-    ticket = policy.observer.release_ticket()
+    ticket = policy.observer.offload_ticket()
     if ticket is not None:
-        headers[RELEASE_HEADER] = ticket
+        headers[TICKET_HEADER] = ticket
     headers["X-Accel-Redirect"] = target
     headers["X-Accel-Buffering"] = "no"
     policy.observer.finished(200, package.size, "offloaded")

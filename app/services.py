@@ -9,6 +9,7 @@ from flask import current_app
 from app.burnlist import BurnList, open_burnlist
 from app.catalog import Catalog
 from app.config import Settings
+from app.link_ledger import LinkLedger
 from app.metrics import Metrics
 from app.throttle import LoginThrottle, throttle_url_for
 from app.tokens import TokenService
@@ -28,6 +29,7 @@ class Services:
     authenticator: Authenticator
     tokens: TokenService
     burnlist: BurnList
+    links: LinkLedger
     throttle: LoginThrottle
     metrics: Metrics
 
@@ -36,13 +38,15 @@ def build_services(settings: Settings, storage: Storage | None = None) -> Servic
     """Wire the services from settings (no I/O here: gunicorn may fork after this)."""
     storage = storage or open_storage(settings.storage_url, settings.storage_options)
     burnlist_url = settings.burnlist_url
+    burnlist = open_burnlist(burnlist_url)
     return Services(
         settings=settings,
         storage=storage,
         catalog=Catalog(storage, settings.catalog_ttl),
         authenticator=Authenticator(UserDirectory(settings.users_file)),
         tokens=TokenService(settings.secret_keys, settings.token_max_age),
-        burnlist=open_burnlist(burnlist_url),
+        burnlist=burnlist,
+        links=LinkLedger(burnlist, settings.resume_window),
         throttle=LoginThrottle(throttle_url_for(burnlist_url), settings.login_attempts_per_minute),
         metrics=Metrics(),
     )

@@ -12,9 +12,10 @@ from typing import Any, Literal
 from itsdangerous import BadData, BadPayload, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 SALT = "pkgdl.package-binary"
-RELEASE_SALT = "pkgdl.offload-release"
-# nginx reports a file it cannot read within milliseconds of the X-Accel answer; a minute bounds a leaked ticket.
-RELEASE_TICKET_SECONDS = 60
+OFFLOAD_SALT = "pkgdl.offload-report"
+# nginx reports how far it got when its transfer ends, which may be long after the token expired (a slow client on a
+# large package): a ticket stays good for the token's lifetime plus this.
+OFFLOAD_TICKET_GRACE = 86400
 # Real tokens are about 150 characters; the cap stops oversized input before any base64 or HMAC work.
 MAX_TOKEN_LENGTH = 4096
 # itsdangerous emits only URL-safe base64 without padding and "." separators. Refusing everything else
@@ -112,23 +113,24 @@ class TokenService:
         }
         return self._serializer.dumps(payload)
 
-    def release_ticket(self, token_id: str) -> str:
-        """A short-lived signed ticket naming a burned token, with which nginx gives it back when it cannot read
-        an offloaded file (app/offload.py). Its own salt: it can never pass for a download token."""
-        return self._release_signer().sign(token_id).decode("ascii")
+    def offload_ticket(self, token_id: str, request_id: str, expires_at: int) -> str:
+        """A signed ticket naming one offloaded request of a link, with which nginx reports how far it got
+        (app/offload.py). Its own salt: it can never pass for a download token."""
+        return self._offload_signer().sign(f"{token_id}.{request_id}.{expires_at}").decode("ascii")
 
-    def released_token_id(self, ticket: str) -> str | None:
-        """The token id of a genuine, current release ticket, else None."""
+    def offload_report(self, ticket: str) -> tuple[str, str, int] | None:
+        """(token id, request id, token expiry) of a genuine, current offload ticket, else None."""
         if not ticket or len(ticket) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(ticket):
             return None
         try:
-            token_id = self._release_signer().unsign(ticket, max_age=RELEASE_TICKET_SECONDS).decode("ascii")
+            signed = self._offload_signer().unsign(ticket, max_age=self._max_age + OFFLOAD_TICKET_GRACE)
         except BadData:
             return None
-        return token_id if _JTI.fullmatch(token_id) else None
+        token_id, request_id, expires_at = signed.decode("ascii").rsplit(".", 2)
+        return token_id, request_id, int(expires_at)
 
-    def _release_signer(self) -> _ClockedSigner:
-        return _ClockedSigner(self._keys, salt=RELEASE_SALT, clock=self._clock)
+    def _offload_signer(self) -> _ClockedSigner:
+        return _ClockedSigner(self._keys, salt=OFFLOAD_SALT, clock=self._clock)
 
     def verify(self, token: str, ref: PackageRef) -> TokenClaims:
         """Return the claims of `token` if it is genuine, current and for `ref`; else raise TokenRejected."""

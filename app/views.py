@@ -18,11 +18,12 @@ from app.download import empty_response, package_response
 from app.errors import AccessDenied, InvalidRequest, NotFound, OffloadFailed, Unavailable
 from app.ids import is_number_segment, is_uid
 from app.landing import LANDING_HEADERS, prefers_html, render_landing_page
+from app.link_ledger import Link
 from app.listing import listing_entries, packages_differing_from
-from app.offload import RELEASE_HEADER, REQUEST_PATH_HEADER
+from app.offload import REQUEST_PATH_HEADER, SENT_HEADER, TICKET_HEADER, is_conditional
 from app.representations import scanned_packages_response, wants_json
 from app.services import services
-from app.tokens import RELEASE_TICKET_SECONDS, PackageRef
+from app.tokens import PackageRef
 
 bp = Blueprint("pkgdl", __name__)
 log = logging.getLogger("pkgdl")
@@ -62,9 +63,12 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
     if access.by_token and request.method == "GET" and "Range" not in request.headers \
             and prefers_html(request.headers.get("Accept")):
         return _landing_page(access, package.full_name)
-    file_wrapper = request.environ.get("wsgi.file_wrapper")
+    if access.by_token and (request.method == "HEAD" or is_conditional(request.headers)):
+        _refuse_spent_link(access)  # answers without a body (HEAD, 304, 412, 416) never reach the claim's check
+    # A token's bytes are streamed by us, never handed to sendfile(2): the link counts what was written.
+    file_wrapper = None if access.by_token else request.environ.get("wsgi.file_wrapper")
     policy = DeliveryPolicy(cache_headers=access.cache_headers, offload=services().settings.offload == "x-accel",
-                            observer=RequestDelivery(services(), access, ref, started))
+                            observer=RequestDelivery(services(), access, ref, package, started))
     response = package_response(services().storage, package, request.method, request.headers, policy, file_wrapper)
     if response.status_code == 304:
         services().metrics.not_modified.inc()
@@ -74,11 +78,20 @@ def package_binary(uid: str, siid: str, sid: str, pid: str) -> Response:
     return response
 
 
+def _refuse_spent_link(access: Access) -> None:
+    """403 for a link that can write nothing more (spent, revoked); the reason goes to metrics only."""
+    reason = services().links.refusal(access.claims)
+    if reason is not None:
+        services().metrics.token_rejected(reason)
+        raise AccessDenied()
+
+
 def _landing_page(access: Access, full_name: str) -> Response:
-    """The click-through page for a browser (link scanners fetch links before people do); a used link says so at
-    once instead of offering a button that cannot work."""
-    if services().burnlist.is_burned(access.claims.token_id):
-        services().metrics.token_rejected("used")
+    """The click-through page for a browser (link scanners fetch links before people do); a link already used
+    says so at once instead of offering a button that cannot work (the button asks for the whole package, which
+    only an unused link gives; a broken download resumes from the browser's own download list, with Range)."""
+    if services().links.state(access.claims) is not None:
+        services().metrics.token_rejected(services().links.refusal(access.claims) or "second_copy")
         raise AccessDenied()
     return Response(render_landing_page(full_name), 200, content_type="text/html; charset=utf-8",
                     headers=LANDING_HEADERS)
@@ -121,20 +134,35 @@ def _scan_named(uri: str, user) -> tuple[str, int, int]:  # noqa: ANN001 - a use
     return other
 
 
+@bp.route("/_pkgdl/offload-done", methods=["POST"], provide_automatic_options=False)
+def offload_done() -> Response:
+    """nginx finished an offloaded transfer (its post_action, deploy/nginx.conf.template): settle the link with
+    the bytes nginx sent, as if the app had streamed them. Without a genuine ticket nothing changes."""
+    _settle_offloaded(sent=request.headers.get(SENT_HEADER, ""))
+    return Response(status=204)
+
+
 @bp.route("/_pkgdl/offload-failed", methods=["POST"], provide_automatic_options=False)
 def offload_failed() -> Response:
     """nginx could not read an offloaded package (deploy/nginx.conf.template posts here from its internal
-    location): give the token back if nginx brings a genuine release ticket, and answer 502 for the client."""
-    ticket = request.headers.get(RELEASE_HEADER, "")
-    token_id = services().tokens.released_token_id(ticket)
-    # A ticket gives its token back once: the ticket itself is burned first (its digest, for its lifetime).
-    if token_id is not None and services().burnlist.burn(
-            "release:" + hashlib.sha256(ticket.encode()).hexdigest(), int(time.time()) + RELEASE_TICKET_SECONDS):
-        released = services().burnlist.release(token_id)
-        log.warning("offloaded delivery failed in nginx; token %s given back: %s", token_id, released)
-    else:
-        log.warning("offloaded delivery failed in nginx (no token to give back)")
+    location): the link is settled with nothing sent (an unused link is unused again), and the client gets 502."""
+    if not _settle_offloaded(sent="0"):
+        log.warning("offloaded delivery failed in nginx (no link to settle)")
     raise OffloadFailed(request_uri=request.headers.get(REQUEST_PATH_HEADER))
+
+
+def _settle_offloaded(sent: str) -> bool:
+    """Settle the offloaded request named by nginx's ticket with `sent` bytes from the start; False without a
+    genuine ticket. Settling twice changes nothing (the request is no longer running)."""
+    report = services().tokens.offload_report(request.headers.get(TICKET_HEADER, ""))
+    if report is None or not sent.isascii() or not sent.isdigit():
+        return False
+    token_id, request_id, expires_at = report
+    state = services().links.settle(Link(token_id, expires_at), request_id, ((0, int(sent)),), int(sent))
+    reason = services().links.why_spent(state)
+    log.info("offloaded transfer of link %s ended after %s bytes%s", token_id, sent,
+             f"; link spent ({reason})" if reason else "")
+    return True
 
 
 @bp.route("/healthz", methods=["GET", "HEAD"], provide_automatic_options=False)

@@ -22,6 +22,7 @@ import redis
 
 import app.burnlist
 from app.burnlist import (
+    BURNED,
     EXPIRED_RETENTION,
     BurnList,
     BurnListUnavailable,
@@ -92,23 +93,51 @@ def test_first_burn_wins_and_every_later_one_loses(burnlist: BurnList) -> None:
     assert burnlist.burn(token_id, FAR) is False
 
 
-def test_a_released_burn_can_be_burned_again_once(burnlist: BurnList) -> None:
-    """An offloaded delivery that nginx could not start gives its token back (release), and only that once."""
+def test_swap_changes_an_entry_only_from_the_expected_value(burnlist: BurnList) -> None:
+    """Compare-and-swap: create when absent, change or remove only what the caller last saw."""
     token_id, other = fresh_id(), fresh_id()
-    assert burnlist.burn(token_id, FAR) and burnlist.burn(other, FAR)
-    assert burnlist.release(token_id) is True
-    assert burnlist.release(token_id) is False  # nothing left to release
+    assert burnlist.swap(token_id, None, "a", FAR) is True
+    assert burnlist.swap(token_id, None, "b", FAR) is False  # already there
+    assert burnlist.swap(token_id, "b", "c", FAR) is False  # not what is there
+    assert burnlist.read(token_id) == "a"
+    assert burnlist.swap(token_id, "a", "c", FAR) is True
+    assert burnlist.read(token_id) == "c"
+    assert burnlist.swap(other, None, "x", FAR) is True
+    assert burnlist.swap(token_id, "a", None, FAR) is False
+    assert burnlist.swap(token_id, "c", None, FAR) is True  # removed: the link is unused again
+    assert burnlist.read(token_id) is None
     assert burnlist.burn(token_id, FAR) is True
-    assert burnlist.burn(token_id, FAR) is False
-    assert burnlist.burn(other, FAR) is False  # other burns untouched
+    assert burnlist.read(token_id) == BURNED
+    assert burnlist.read(other) == "x"  # other entries untouched
 
 
-def test_is_burned_reads_without_burning(burnlist: BurnList) -> None:
+def test_swap_refuses_to_expect_and_write_nothing(burnlist: BurnList) -> None:
+    with pytest.raises(ValueError):
+        burnlist.swap(fresh_id(), None, None, FAR)
+
+
+def test_a_change_keeps_the_entry_expiry(backend: str, open_store: Callable[..., BurnList]) -> None:
+    """An entry lives as long as its token, however often it changes."""
+    now = [time.time()]
+    store = open_store(margin=0)
+    store._clock = lambda: now[0]  # type: ignore[attr-defined]
     token_id = fresh_id()
-    assert burnlist.is_burned(token_id) is False
-    assert burnlist.is_burned(token_id) is False  # reading twice burned nothing
+    assert store.swap(token_id, None, "a", int(now[0]) + 2)
+    assert store.swap(token_id, "a", "b", int(now[0]) + 3600)
+    if backend == "redis":
+        assert wait_until(lambda: store.read(token_id) is None, timeout=8)
+    else:
+        now[0] += 4
+        assert store.purge() >= 1
+        assert store.read(token_id) is None
+
+
+def test_read_reads_without_burning(burnlist: BurnList) -> None:
+    token_id = fresh_id()
+    assert burnlist.read(token_id) is None
+    assert burnlist.read(token_id) is None  # reading twice burned nothing
     assert burnlist.burn(token_id, FAR) is True
-    assert burnlist.is_burned(token_id) is True
+    assert burnlist.read(token_id) == BURNED
 
 
 def test_ids_are_independent(burnlist: BurnList) -> None:
@@ -401,8 +430,8 @@ class _HeldFirstCommit:
         self._commit = burnlist._commit
         burnlist._commit = self  # type: ignore[method-assign]
 
-    def __call__(self, batch: list[tuple[str, int]]) -> list[bool]:
-        self.groups.append([token_id for token_id, _ in batch])
+    def __call__(self, batch: list[tuple[str, int, str]]) -> list[bool]:
+        self.groups.append([row[0] for row in batch])
         if len(self.groups) == 1:
             self.first_started.set()
             assert self.release.wait(timeout=10)
@@ -497,7 +526,7 @@ def test_sqlite_an_id_burned_by_another_process_between_read_and_insert(tmp_path
     # The read saw nothing (the other process had not committed yet); the one-statement insert then conflicts.
     monkeypatch.setattr(SqliteBurnList, "_burned_among", staticmethod(lambda connection, token_ids: set()))
     fresh = fresh_id()
-    assert burnlist._commit([(fresh, FAR), ("raced", FAR), (fresh, FAR)]) == [True, False, False]
+    assert burnlist._commit([(fresh, FAR, BURNED), ("raced", FAR, BURNED), (fresh, FAR, BURNED)]) == [True, False, False]
     rows = dict(burnlist._connect().execute("SELECT jti, expires FROM burned"))
     assert set(rows) == {fresh, "raced"}
     burnlist.close()

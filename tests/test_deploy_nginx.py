@@ -324,7 +324,7 @@ def test_readyz_through_nginx_follows_redis(local_deployment, redis_server):
 
 def test_s3_errors_do_not_reach_the_client(make_nginx, seaweedfs, tmp_path):
     """A refused presigned URL (here: a forged signature) is a 502 from the app, not S3's XML naming bucket and key:
-    nginx reports the failure to the app with the release ticket the app sent (an app stand-in here), and the
+    nginx reports the failure to the app with the ticket the app sent (an app stand-in here), and the
     answer carries no Content-Disposition (it would save the error under the package's name)."""
     target = f"/_pkgdl/s3/{seaweedfs.bucket}/deploy/blobs/no-such-key?X-Amz-Signature=forged"
     reports = []
@@ -334,12 +334,12 @@ def test_s3_errors_do_not_reach_the_client(make_nginx, seaweedfs, tmp_path):
             self.send_response(200)
             self.send_header("X-Accel-Redirect", target)
             self.send_header("X-Pkgdl-Content-Disposition", 'attachment; filename="x.rpm"')
-            self.send_header("X-Pkgdl-Release", "the-release-ticket")
+            self.send_header("X-Pkgdl-Ticket", "the-ticket")
             self.send_header("Content-Length", "0")
             self.end_headers()
 
         def do_POST(self):  # noqa: N802 - what the app's /_pkgdl/offload-failed receives
-            reports.append((self.path, self.headers.get("X-Pkgdl-Release"), self.headers.get("X-Pkgdl-Request-Path")))
+            reports.append((self.path, self.headers.get("X-Pkgdl-Ticket"), self.headers.get("X-Pkgdl-Request-Path")))
             body = b"<uforgeError/>"
             self.send_response(502)
             self.send_header("Content-Type", "application/xml")
@@ -366,7 +366,7 @@ def test_s3_errors_do_not_reach_the_client(make_nginx, seaweedfs, tmp_path):
     assert not any(name.lower().startswith(("x-amz", "seaweed", "x-pkgdl")) for name in response.headers)
     assert response.headers["Content-Type"] == "application/xml"
     assert "Content-Disposition" not in response.headers
-    assert reports == [("/_pkgdl/offload-failed", "the-release-ticket", path)]  # no query: it holds the token
+    assert reports == [("/_pkgdl/offload-failed", "the-ticket", path)]  # no query: it holds the token
 
 
 def test_a_file_nginx_cannot_read_spends_no_token(local_deployment, make_nginx, tmp_path):

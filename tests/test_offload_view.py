@@ -28,7 +28,7 @@ def test_plain_get_is_handed_to_nginx(offload_client, scan):
     # nginx's is never saved under the package's name (the template; tests/test_deploy_nginx.py checks the result).
     assert "Content-Disposition" not in response.headers
     assert response.headers["X-Pkgdl-Content-Disposition"] == streamed.headers["Content-Disposition"]
-    assert "X-Pkgdl-Release" not in response.headers  # credentials: no token to give back
+    assert "X-Pkgdl-Ticket" not in response.headers  # credentials: no link to settle
 
 
 @pytest.mark.parametrize("headers, status", [
@@ -73,23 +73,50 @@ def test_backends_without_offload_stream(make_app, scan):
     assert response.data == scan.blobs[1]
 
 
-def test_a_token_offload_carries_a_release_ticket_that_gives_the_token_back(offload_client, scan):
-    """nginx could not read the file: it posts the ticket to /_pkgdl/offload-failed, the token works again once."""
+def test_a_token_offload_carries_a_ticket_that_settles_the_link(offload_client, scan):
+    """nginx could not read the file: it posts the ticket to /_pkgdl/offload-failed and the link is unused again."""
     tokens = offload_client.application.extensions["pkgdl"].tokens
     url = f"{scan.bin_path(1)}?downloadToken={tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 1))}"
     offloaded = offload_client.get(url)
     assert offloaded.status_code == 200 and "X-Accel-Redirect" in offloaded.headers
-    ticket = offloaded.headers["X-Pkgdl-Release"]
-    assert offload_client.get(url).status_code == 403  # spent
+    ticket = offloaded.headers["X-Pkgdl-Ticket"]
+    assert offload_client.get(url).status_code == 403  # claimed: no second whole copy
     report = offload_client.post("/_pkgdl/offload-failed",
-                                 headers={"X-Pkgdl-Release": ticket, "X-Pkgdl-Request-Path": scan.bin_path(1)})
+                                 headers={"X-Pkgdl-Ticket": ticket, "X-Pkgdl-Request-Path": scan.bin_path(1)})
     assert report.status_code == 502 and b"pkgdl.offloadFailed" in report.data
     assert f"<requestUri>{scan.bin_path(1)}</requestUri>".encode() in report.data
-    assert offload_client.get(url).status_code == 200  # given back: delivered once more
+    again = offload_client.get(url)
+    assert again.status_code == 200  # unused again: delivered by nginx once more
     assert offload_client.get(url).status_code == 403
-    again = offload_client.post("/_pkgdl/offload-failed", headers={"X-Pkgdl-Release": ticket})
-    assert again.status_code == 502
-    assert offload_client.get(url).status_code == 403  # a ticket gives its token back once (second review)
-    forged = offload_client.post("/_pkgdl/offload-failed", headers={"X-Pkgdl-Release": ticket[:-3] + "abc"})
+    assert offload_client.post("/_pkgdl/offload-failed", headers={"X-Pkgdl-Ticket": ticket}).status_code == 502
+    assert offload_client.get(url).status_code == 403  # an old ticket settles nothing (its request has ended)
+    forged = offload_client.post("/_pkgdl/offload-failed", headers={"X-Pkgdl-Ticket": ticket[:-3] + "abc"})
     assert forged.status_code == 502
-    assert offload_client.get(url).status_code == 403  # a forged ticket released nothing
+    assert offload_client.get(url).status_code == 403  # a forged ticket settled nothing
+
+
+def test_nginx_reports_how_far_it_got(offload_client, scan):
+    """post_action /_pkgdl/offload-done: a broken offloaded transfer resumes (streamed by the app), a complete one
+    spends the link."""
+    tokens = offload_client.application.extensions["pkgdl"].tokens
+    url = f"{scan.bin_path(1)}?downloadToken={tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 1))}"
+    ticket = offload_client.get(url).headers["X-Pkgdl-Ticket"]
+    done = offload_client.post("/_pkgdl/offload-done", headers={"X-Pkgdl-Ticket": ticket, "X-Pkgdl-Sent": "1000"})
+    assert done.status_code == 204
+    resumed = offload_client.get(url, headers={"Range": "bytes=1000-"})
+    assert resumed.status_code == 206 and resumed.data == scan.blobs[1][1000:]
+    assert offload_client.get(url, headers={"Range": "bytes=0-0"}).status_code == 403  # delivered once
+
+
+def test_a_complete_offloaded_transfer_spends_the_link(offload_client, scan):
+    tokens = offload_client.application.extensions["pkgdl"].tokens
+    url = f"{scan.bin_path(1)}?downloadToken={tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 1))}"
+    ticket = offload_client.get(url).headers["X-Pkgdl-Ticket"]
+    for sent in ("", "x", "-1"):  # a report without a usable count changes nothing
+        assert offload_client.post("/_pkgdl/offload-done",
+                                   headers={"X-Pkgdl-Ticket": ticket, "X-Pkgdl-Sent": sent}).status_code == 204
+    assert offload_client.get(url, headers={"Range": "bytes=0-0"}).status_code == 206  # still resumable
+    size = str(len(scan.blobs[1]))
+    offload_client.post("/_pkgdl/offload-done", headers={"X-Pkgdl-Ticket": ticket, "X-Pkgdl-Sent": size})
+    assert offload_client.get(url, headers={"Range": "bytes=0-0"}).status_code == 403
+    assert offload_client.post("/_pkgdl/offload-done", headers={"X-Pkgdl-Sent": size}).status_code == 204  # no ticket

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
 
-from app.tokens import MAX_TOKEN_LENGTH, SALT, PackageRef, TokenClaims, TokenRejected, TokenService
+from app.tokens import (
+    MAX_TOKEN_LENGTH,
+    OFFLOAD_TICKET_GRACE,
+    SALT,
+    PackageRef,
+    TokenClaims,
+    TokenRejected,
+    TokenService,
+)
 
 NOW = 1_700_000_000
 MAX_AGE = 3600
@@ -356,17 +364,20 @@ def test_rejection_carries_its_reason() -> None:
     assert str(exc) == "expired"
 
 
-def test_release_tickets(service: TokenService, clock: FrozenClock) -> None:
-    """What nginx sends back for a token it could not deliver: signed, short-lived, never a download token."""
+def test_offload_tickets(service: TokenService, clock: FrozenClock) -> None:
+    """What nginx sends back when an offloaded transfer ends: signed, never a download token, good for the token's
+    lifetime plus a grace (a slow transfer may end long after its token expired)."""
     clock.now = NOW
     token = service.mint(REF)
-    token_id = service.verify(token, REF).token_id
-    ticket = service.release_ticket(token_id)
-    assert service.released_token_id(ticket) == token_id
-    assert service.released_token_id(token) is None  # a download token is not a ticket
+    claims = service.verify(token, REF)
+    ticket = service.offload_ticket(claims.token_id, "a1b2c3", claims.expires_at)
+    assert service.offload_report(ticket) == (claims.token_id, "a1b2c3", claims.expires_at)
+    assert service.offload_report(token) is None  # a download token is not a ticket
     assert reason(service, ticket) in {"bad_signature", "bad_payload"}  # nor the reverse
-    assert service.released_token_id(ticket[:-2] + "AA") is None
-    assert service.released_token_id("") is None and service.released_token_id("x" * 5000) is None
-    assert TokenService(["another-key"], MAX_AGE, clock=clock).released_token_id(ticket) is None
-    clock.now = NOW + 61
-    assert service.released_token_id(ticket) is None  # expired
+    assert service.offload_report(ticket[:-2] + "AA") is None
+    assert service.offload_report("") is None and service.offload_report("x" * 5000) is None
+    assert TokenService(["another-key"], MAX_AGE, clock=clock).offload_report(ticket) is None
+    clock.now = NOW + MAX_AGE + OFFLOAD_TICKET_GRACE
+    assert service.offload_report(ticket) is not None
+    clock.now = NOW + MAX_AGE + OFFLOAD_TICKET_GRACE + 1
+    assert service.offload_report(ticket) is None  # expired
