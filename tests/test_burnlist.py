@@ -526,7 +526,8 @@ def test_sqlite_an_id_burned_by_another_process_between_read_and_insert(tmp_path
     # The read saw nothing (the other process had not committed yet); the one-statement insert then conflicts.
     monkeypatch.setattr(SqliteBurnList, "_burned_among", staticmethod(lambda connection, token_ids: set()))
     fresh = fresh_id()
-    assert burnlist._commit([(fresh, FAR, BURNED), ("raced", FAR, BURNED), (fresh, FAR, BURNED)]) == [True, False, False]
+    batch = [(fresh, FAR, BURNED), ("raced", FAR, BURNED), (fresh, FAR, BURNED)]
+    assert burnlist._commit(batch) == [True, False, False]
     rows = dict(burnlist._connect().execute("SELECT jti, expires FROM burned"))
     assert set(rows) == {fresh, "raced"}
     burnlist.close()
