@@ -199,6 +199,79 @@ def token_mint(uid: str, siid: int, sid: int, pid: int, max_age: int | None) -> 
     click.echo(download_url(settings.public_url, ref, minted))
 
 
+def _link_of(url_or_token: str):  # noqa: ANN202 - (TokenClaims, issued, LinkLedger, Settings)
+    """The claims of the link given as a URL (with ?downloadToken=...) or a bare token, and the ledger it lives in."""
+    from urllib.parse import parse_qs
+
+    from app.burnlist import open_burnlist
+    from app.link_ledger import LinkLedger
+    from app.links import TOKEN_PARAMETER
+    from app.tokens import TokenRejected, TokenService
+
+    settings = _settings()
+    settings.require_signing_keys()
+    token = url_or_token.strip()
+    if "?" in token or "/" in token:
+        values = parse_qs(urlsplit(token).query).get(TOKEN_PARAMETER, [])
+        if len(values) != 1:
+            raise click.ClickException(f"no single {TOKEN_PARAMETER} in that URL")
+        token = values[0]
+    try:
+        claims, issued = TokenService(settings.secret_keys, settings.token_max_age).inspect(token)
+    except TokenRejected as rejected:
+        raise click.ClickException(f"not a genuine link of this service ({rejected.reason}): signed with another "
+                                   "key, altered, or cut short") from None
+    return claims, issued, LinkLedger(open_burnlist(settings.burnlist_url), settings.resume_window), settings
+
+
+@token.command("status")
+@click.argument("url_or_token")
+def token_status(url_or_token: str) -> None:
+    """What became of a link: package, issued, expires, state (unused, claimed, spent, revoked, expired), when
+    claimed, bytes sent, what it covered, why spent."""
+    import time
+
+    from app.links import package_uri
+
+    claims, issued, ledger, settings = _link_of(url_or_token)
+    state = ledger.state(claims)
+    reason = ledger.why_spent(state)
+    expired = time.time() > claims.expires_at + 1
+    status = ("revoked" if reason == "revoked" else "spent" if reason else "expired" if expired
+              else "unused" if state is None else "claimed")
+    rows = [("package", package_uri(claims.ref)), ("link", claims.token_id), ("issued", _when(issued)),
+            ("expires", _when(claims.expires_at)), ("state", status)]
+    if reason and reason != "revoked":
+        rows.append(("spent because", {"completed": "every byte was delivered", "budget": "twice the package's "
+                     "size was sent", "window": f"its resume window ({settings.resume_window} s) passed",
+                     "used": "used once (strict single use, or used before resumable links)"}[reason]))
+    if state is not None and state.claimed_at is not None:
+        covered = ", ".join(f"{start}-{end - 1}" for start, end in state.covered) or "nothing yet"
+        rows += [("claimed", _when(state.claimed_at)),
+                 ("sent", f"{state.sent} bytes (budget {2 * state.size}) in {state.requests} request(s)"
+                          + (f", {len(state.pending)} running" if state.pending else "")),
+                 ("covered", f"{covered} of {state.size} bytes")]
+    if state is not None and state.revoked_at is not None:
+        rows.append(("revoked", _when(state.revoked_at)))
+    for name, value in rows:
+        click.echo(f"{name:<14}{value}")
+
+
+@token.command("revoke")
+@click.argument("url_or_token")
+def token_revoke(url_or_token: str) -> None:
+    """Refuse every later request of a link, before or after its claim (a transfer already running may finish)."""
+    claims, _, ledger, _ = _link_of(url_or_token)
+    ledger.revoke(claims)
+    click.echo(f"revoked link {claims.token_id}")
+
+
+def _when(unix: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @cli.group()
 def burnlist() -> None:
     """The burn-list of used tokens (PKGDL_BURNLIST_URL)."""

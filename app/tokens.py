@@ -132,6 +132,21 @@ class TokenService:
     def _offload_signer(self) -> _ClockedSigner:
         return _ClockedSigner(self._keys, salt=OFFLOAD_SALT, clock=self._clock)
 
+    def inspect(self, token: str) -> tuple[TokenClaims, int]:
+        """The claims of a genuine token and when it was issued, expired or not (for `pkgdl token status` and
+        `revoke`: an operator asks about any link, whatever its package); TokenRejected when it is not genuine."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):
+            raise TokenRejected("malformed")
+        try:
+            payload, signed_at = self._serializer.loads(token, return_timestamp=True)  # no max_age: any age
+        except BadPayload:
+            raise TokenRejected("bad_payload") from None
+        except BadData:
+            raise TokenRejected("bad_signature") from None
+        ref, issued = _parse_payload(payload), int(signed_at.timestamp())
+        expires_at = min(issued + self._max_age, _parse_expiry(payload.get("exp")))
+        return TokenClaims(ref=ref, token_id=payload["jti"], expires_at=int(expires_at)), issued
+
     def verify(self, token: str, ref: PackageRef) -> TokenClaims:
         """Return the claims of `token` if it is genuine, current and for `ref`; else raise TokenRejected."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not _TOKEN_CHARS.fullmatch(token):

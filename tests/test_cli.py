@@ -71,6 +71,68 @@ def test_token_mint_prints_a_full_link(env):
     assert TokenService(["cli-key"], 86400).verify(token, PackageRef("alice", 1, 2, 3)).token_id
 
 
+def _status(link: str) -> dict[str, str]:
+    result = run("token", "status", link)
+    assert result.exit_code == 0, result.output
+    return {line[:14].strip(): line[14:] for line in result.output.splitlines()}
+
+
+def test_token_status_and_revoke_follow_a_link(env):
+    """unused -> claimed (a broken transfer: bytes and coverage shown) -> revoked, by URL or bare token."""
+    from app.burnlist import open_burnlist
+    from app.link_ledger import LinkLedger
+
+    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "3").output.strip()
+    token = parse_qs(urlsplit(link).query)["downloadToken"][0]
+    status = _status(link)
+    assert status["state"] == "unused" and status["package"] == "users/alice/scannedinstances/1/scans/2/packages/3"
+    claims = TokenService(["cli-key"], 86400).verify(token, PackageRef("alice", 1, 2, 3))
+    ledger = LinkLedger(open_burnlist(env["PKGDL_BURNLIST_URL"]), 3600)
+    grant = ledger.admit(claims, etag="ab" * 32, size=1000, ranged=False, planned=1000)
+    grant.reserve(600)
+    grant.settle(((0, 400),))
+    status = _status(token)
+    assert status["state"] == "claimed"
+    assert status["sent"].startswith("600 bytes (budget 2000) in 1 request")
+    assert status["covered"] == "0-399 of 1000 bytes"
+    assert run("token", "revoke", link).exit_code == 0
+    assert _status(link)["state"] == "revoked"
+
+
+def test_token_status_says_why_a_link_is_spent(env):
+    from app.burnlist import open_burnlist
+    from app.link_ledger import LinkLedger
+
+    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "3").output.strip()
+    claims = TokenService(["cli-key"], 86400).verify(parse_qs(urlsplit(link).query)["downloadToken"][0],
+                                                     PackageRef("alice", 1, 2, 3))
+    grant = LinkLedger(open_burnlist(env["PKGDL_BURNLIST_URL"]), 3600).admit(
+        claims, etag="ab" * 32, size=10, ranged=False, planned=10)
+    grant.reserve(10)
+    grant.settle(((0, 10),))
+    status = _status(link)
+    assert status["state"] == "spent" and status["spent because"] == "every byte was delivered"
+
+
+@pytest.mark.parametrize("argument, message", [
+    ("abc.def.ghi", "not a genuine link"),
+    ("https://dl.example.test/x?y=1", "no single downloadToken"),
+])
+def test_token_status_refuses_what_is_not_a_link(env, argument, message):
+    for command in ("status", "revoke"):
+        result = run("token", command, argument)
+        assert result.exit_code == 1 and message in result.output
+
+
+def test_a_link_revoked_before_use_never_downloads(env):
+    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "3").output.strip()
+    other = TokenService(["another-key"], 3600).mint(PackageRef("alice", 1, 2, 3))
+    assert run("token", "revoke", other).exit_code == 1  # another service's link: nothing written
+    assert run("token", "revoke", link).exit_code == 0
+    assert run("token", "revoke", link).exit_code == 0  # again: still revoked, once
+    assert _status(link)["state"] == "revoked"
+
+
 def test_token_mint_refuses_a_longer_max_age(env):
     result = run("token", "mint", "--uid", "a", "--siid", "1", "--sid", "2", "--pid", "3", "--max-age", "999999")
     assert result.exit_code != 0

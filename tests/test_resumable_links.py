@@ -165,3 +165,21 @@ def test_metrics_count_link_events(client, app, link):
                  'pkgdl_link_events_total{event="spent_completed"} 1.0',
                  'pkgdl_token_rejections_total{reason="completed"} 1.0'):
         assert line in exposition
+
+
+def test_revocation_before_and_during_a_transfer(client, app, scan, link):
+    ledger = app.extensions["pkgdl"].links
+    token = link.split("downloadToken=")[1]
+    claims = app.extensions["pkgdl"].tokens.verify(token, PackageRef("alice", 12, 34, 1))
+    running = client.get(link, buffered=False)
+    chunks = iter(running.response)
+    received = next(chunks)
+    ledger.revoke(claims)
+    received += b"".join(chunks)  # the running transfer may finish
+    running.close()
+    assert received == scan.blobs[1]
+    assert client.get(link, headers={"Range": "bytes=0-"}).status_code == 403
+    assert ledger.refusal(claims) == "revoked"
+    fresh = app.extensions["pkgdl"].tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 1))
+    ledger.revoke(app.extensions["pkgdl"].tokens.verify(fresh, PackageRef("alice", 12, 34, 1)))
+    assert client.get(f"{scan.bin_path(1)}?downloadToken={fresh}").status_code == 403
