@@ -27,6 +27,7 @@ from app.links import download_url
 from app.tokens import PackageRef, TokenService
 from deploy.processes import NO_S3_ENDPOINT, Nginx, Service, free_port
 from tests.fixtures_service import E2E_USERS, make_service
+from tests.test_resume_clients import killed_part_way
 
 pytestmark = pytest.mark.integration
 
@@ -243,6 +244,39 @@ def test_logs_hold_no_token(deployment):
         for token in tokens:
             assert token not in text, path
             assert token.split(".")[-1] not in text, path  # not even the signature
+
+
+# --- resumable links through nginx (offloaded: nginx's post_action reports what it sent) --------------------------
+
+def _eventually_refused(url: str, headers: dict[str, str]) -> int:
+    """The status of `url`, asked again for up to 5 s until it is 403: nginx reports the end of an offloaded
+    transfer once it has noticed it (a write to the dead connection), moments after the client is gone."""
+    deadline = time.monotonic() + 5
+    while (status := get(url, headers=headers).status_code) != 403 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return status
+
+
+@pytest.mark.parametrize("mode", ["offload", "streamed"])
+def test_a_broken_download_resumes_through_nginx(deployment, mode, tmp_path):
+    """curl killed part-way, then `curl -C -` with the same link (a resume is streamed by the app in both modes):
+    the right file, then the link is dead for a whole copy and for any range."""
+    url = getattr(deployment, mode).base_url + deployment.token_path()
+    out = tmp_path / "got.rpm"
+    curl = ["curl", "-sS", "--cacert", str(HTTPS.verify)]
+    killed_part_way([*curl, "--limit-rate", "2M", "-o", str(out), url], out)
+    resumed = subprocess.run([*curl, "-f", "-C", "-", "-o", str(out), url], capture_output=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == deployment.source()
+    assert _eventually_refused(url, {"Range": "bytes=0-0"}) == 403
+    assert get(url).status_code == 403
+
+
+def test_a_complete_offloaded_download_spends_the_link(deployment):
+    """nginx sent every byte: its report spends the link, so no range can fetch a second copy."""
+    url = deployment.offload.base_url + deployment.token_path(DEB)
+    assert get(url).content == deployment.source(DEB)
+    assert _eventually_refused(url, {"Range": "bytes=0-0"}) == 403  # probes of byte 0 never complete the package
 
 
 # --- robustness ----------------------------------------------------------------------------------------------------
