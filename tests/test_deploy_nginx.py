@@ -272,6 +272,15 @@ def test_a_broken_download_resumes_through_nginx(deployment, mode, tmp_path):
     assert get(url).status_code == 403
 
 
+@pytest.mark.parametrize("mode", ["offload", "streamed"])
+def test_the_landing_page_button_downloads_through_nginx(deployment, mode):
+    """The button POSTs back to the link: nginx must fetch the file with GET, whatever the client's method."""
+    url = getattr(deployment, mode).base_url + deployment.token_path(DEB)
+    response = HTTPS.post(url, timeout=TIMEOUT, verify=HTTPS.verify)
+    assert response.status_code == 200, response.text[:300]
+    assert response.content == deployment.source(DEB)
+
+
 def test_a_complete_offloaded_download_spends_the_link(deployment):
     """nginx sent every byte: its report spends the link, so no range can fetch a second copy."""
     url = deployment.offload.base_url + deployment.token_path(DEB)
