@@ -5,6 +5,7 @@ line)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,12 +13,15 @@ from typing import Protocol
 
 from app.access import Access
 from app.audit import audit_download
+from app.burnlist import BurnListUnavailable
 from app.errors import AccessDenied
 from app.link_ledger import Grant
 from app.link_rules import Interval, LinkRefused
 from app.manifest import Package
 from app.services import Services
 from app.tokens import PackageRef
+
+log = logging.getLogger("pkgdl.links")
 
 
 @dataclass(frozen=True)
@@ -109,18 +113,21 @@ class RequestDelivery:
         self.services.metrics.link_event("claim" if self.grant.first else "resume")
 
     def sending(self, length: int) -> None:
-        """On the token path, reserve the bytes first: a link never writes past its budget."""
-        if self.grant is not None:
+        """On the token path, reserve the bytes first: a link never writes past its budget (403 before the first
+        byte, an aborted connection after it)."""
+        if self.grant is None:
+            return
+        try:
             self.grant.reserve(length)
+        except LinkRefused as refused:
+            self.services.metrics.token_rejected(refused.reason)
+            raise AccessDenied() from None
 
     def finished(self, status: int, sent: int, result: str) -> None:
         """The link settled (unless nginx sends: it reports itself), metrics by outcome and auth kind, and the
         audit line (a token is named by its jti, never itself)."""
         if self.grant is not None and self.body is not None and result != "offloaded":
-            state = self.grant.settle(self.body.written(sent))
-            self.spent = self.services.links.why_spent(state)
-            if self.spent is not None:
-                self.services.metrics.link_event(f"spent_{self.spent}")
+            self._settle(sent)
         kind = "token" if self.access.by_token else "basic"
         self.services.metrics.download_finished(kind, status, sent, result)
         claims, user = self.access.claims, self.access.user
@@ -129,6 +136,18 @@ class RequestDelivery:
         link = None if self.grant is None else {"link": "claim" if self.grant.first else "resume",
                                                **({"spent": self.spent} if self.spent else {})}
         audit_download(who=who, ids=ids, status=status, sent=sent, started=self.started, result=result, link=link)
+
+    def _settle(self, sent: int) -> None:
+        """Record what this request wrote; a burn-list that cannot answer now leaves the link with the whole
+        reservation counted as written (it errs towards spending) and the request's end is still audited."""
+        try:
+            state = self.grant.settle(self.body.written(sent))
+        except BurnListUnavailable as fault:
+            log.warning("link %s not settled after %d bytes: %s", self.grant.link.token_id, sent, fault)
+            return
+        self.spent = self.services.links.why_spent(state)
+        if self.spent is not None:
+            self.services.metrics.link_event(f"spent_{self.spent}")
 
     def offload_ticket(self) -> str | None:
         """Signed only when an offload asks for it (not on every token request)."""

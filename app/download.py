@@ -70,6 +70,7 @@ def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], h
         body, plan, content_type = _body_plan(blob, package, ranges, chunk_size)
         first = next(body)  # storage faults before the first byte still become clean 4xx/5xx answers
         policy.observer.before_first_byte(plan)
+        policy.observer.sending(len(first))  # a refusal here is still a clean answer, not a broken stream
     except BaseException:
         blob.close()
         raise
@@ -216,11 +217,10 @@ def _read_span(blob: BinaryIO, start: int, length: int, chunk_size: int) -> Iter
 
 def _observed(first: bytes, rest: Iterator[bytes], blob: BinaryIO, length: int, sending: Callable[[int], None],
               finish: Callable[[int, bool], None]) -> Iterator[bytes]:
-    """Yield the body, announcing each chunk before it is handed over (`sending` may refuse it); on a fault
-    mid-stream re-raise so the server aborts the connection (no complete-looking file)."""
+    """Yield the body (`first` already announced), announcing each further chunk before it is handed over (`sending`
+    may refuse it); on a fault mid-stream re-raise so the server aborts the connection (no complete-looking file)."""
     sent = 0
     try:
-        sending(len(first))
         yield first
         sent += len(first)
         for chunk in rest:

@@ -164,4 +164,4 @@ def union(intervals: tuple[Interval, ...]) -> tuple[Interval, ...]:
 
 def covers(intervals: tuple[Interval, ...], size: int) -> bool:
     """Whether merged `intervals` cover [0, size)."""
-    return size == 0 or (len(intervals) == 1 and intervals[0][0] <= 0 and intervals[0][1] >= size)
+    return size == 0 or (bool(intervals) and intervals[0][0] <= 0 and intervals[0][1] >= size)

@@ -323,6 +323,32 @@ def test_sqlite_settings_and_schema(tmp_path: Path) -> None:
     burnlist.close()
 
 
+def test_sqlite_file_from_before_resumable_links_keeps_its_burns(tmp_path: Path) -> None:
+    """A burn-list written by the previous release (no state column): its burns read as spent, new links work."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE burned(jti TEXT PRIMARY KEY, expires INTEGER NOT NULL) WITHOUT ROWID")
+        old.execute("INSERT INTO burned VALUES ('old-burn', ?)", (FAR,))
+    burnlist = SqliteBurnList(str(path))
+    assert burnlist.read("old-burn") == BURNED
+    assert burnlist.burn("old-burn", FAR) is False
+    assert burnlist.swap("new-link", None, '{"x":1}', FAR) is True
+    assert burnlist.swap("new-link", '{"x":1}', '{"x":2}', FAR) is True
+    assert burnlist.read("new-link") == '{"x":2}'
+    assert SqliteBurnList(str(path)).read("old-burn") == BURNED  # a second opener finds the column there
+    burnlist.close()
+
+
+@pytest.mark.integration
+def test_redis_burn_from_before_resumable_links_reads_as_burned(redis_server: object,
+                                                                 redis_admin: redis.Redis) -> None:
+    token_id = fresh_id()
+    redis_admin.set("burn:" + token_id, 1, ex=600)  # what the previous release wrote
+    burnlist = open_burnlist(redis_server.url)  # type: ignore[attr-defined]
+    assert burnlist.read(token_id) == BURNED
+    assert burnlist.burn(token_id, FAR) is False
+
+
 def test_sqlite_keeps_rows_for_a_margin_past_expiry(tmp_path: Path) -> None:
     burnlist = SqliteBurnList(str(tmp_path / "b.db"), clock=FrozenClock(1_000))
     burnlist.burn("live", 5_000)

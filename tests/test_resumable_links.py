@@ -183,3 +183,31 @@ def test_revocation_before_and_during_a_transfer(client, app, scan, link):
     fresh = app.extensions["pkgdl"].tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 1))
     ledger.revoke(app.extensions["pkgdl"].tokens.verify(fresh, PackageRef("alice", 12, 34, 1)))
     assert client.get(f"{scan.bin_path(1)}?downloadToken={fresh}").status_code == 403
+
+
+def test_a_burn_list_fault_at_the_end_keeps_the_delivery_and_errs_towards_spent(client, app, link, scan, caplog):
+    """The settle after the last byte cannot reach the burn-list: the client has its file, the request is still
+    audited, and the link keeps the whole reservation counted as written."""
+    from app.burnlist import BurnListUnavailable
+
+    store = app.extensions["pkgdl"].links.store
+    real_swap = store.swap
+    calls = []
+
+    def swap(token_id, expected, new, expires_at):
+        calls.append(expected)
+        if expected is not None:
+            raise BurnListUnavailable("stalled")
+        return real_swap(token_id, expected, new, expires_at)
+
+    store.swap = swap
+    caplog.set_level("INFO", logger="pkgdl.audit")
+    try:
+        assert client.get(link).data == scan.blobs[1]
+    finally:
+        store.swap = real_swap
+    assert any(expected is not None for expected in calls)  # the settle was tried
+    assert '"link":"claim"' in caplog.text and "not settled" in caplog.text
+    state = link_state(app, link)
+    assert state.pending and state.sent >= len(scan.blobs[1]) - 1  # unsettled: reservations count as written
+    assert client.get(link).status_code == 403
