@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import click
 
@@ -155,6 +155,11 @@ def catalog_add(uid: str, siid: int, sid: int, files: tuple[str, ...]) -> None:
         raise click.ClickException(str(exc)) from None
     for package in added:
         click.echo(f"{package.db_id}\t{package.full_name}")
+        missing = [field for field in ("name", "version", "release", "arch") if not getattr(package, field)]
+        if missing:  # compareWith compares (name, epoch, version, release, arch): say what it will not see
+            click.echo(f"warning: {package.full_name}: could not work out {', '.join(missing)} from its header or "
+                       "its name (name-version-release.arch.rpm, name_version-revision_arch.deb); stored without "
+                       "them, so compareWith cannot tell its versions apart", err=True)
 
 
 @catalog.command("list")
@@ -192,11 +197,26 @@ def token_mint(uid: str, siid: int, sid: int, pid: int, max_age: int | None) -> 
     settings = _settings()
     try:
         settings.require_signing_keys()
+        _require_package(_storage(settings), uid, siid, sid, pid)
         ref = PackageRef(uid, siid, sid, pid)
         minted = TokenService(settings.secret_keys, settings.token_max_age).mint(ref, max_age=max_age)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(download_url(settings.public_url, ref, minted))
+
+
+def _require_package(storage, uid: str, siid: int, sid: int, pid: int) -> None:  # noqa: ANN001 - a Storage
+    """Refuse to mint a link that could only 404: the package must be a usable entry of the scan's catalog."""
+    from app.importer import read_scan
+
+    manifest = read_scan(storage, uid, siid, sid)
+    if manifest is None:
+        raise click.ClickException(f"no scan {uid}/{siid}/{sid}: it has no manifest (`pkgdl catalog add` makes one)")
+    if not any(package.db_id == pid for package in manifest.packages):
+        unusable = any(entry.db_id == pid for entry in manifest.unusable)
+        raise click.ClickException(f"no package {pid} in scan {uid}/{siid}/{sid}" + (
+            " that can be served (its manifest entry is unusable: `pkgdl check --uid ... --siid ... --sid ...`)"
+            if unusable else " (`pkgdl catalog list` shows its packages)"))
 
 
 def _link_of(url_or_token: str):  # noqa: ANN202 - (TokenClaims, issued, LinkLedger, Settings)
@@ -305,26 +325,57 @@ def check(uid: str | None, siid: int | None, sid: int | None) -> None:
     from app.users import load_users
 
     settings = _settings()
+    storage_url, burnlist_url = _without_credentials(settings.storage_url), _without_credentials(settings.burnlist_url)
     steps = [
-        ("signing keys", settings.require_signing_keys),
-        ("users file", lambda: load_users(Path(settings.users_file))),
-        ("storage", lambda: _storage(settings).ping()),
-        ("burn-list", lambda: open_burnlist(settings.burnlist_url).ping()),
+        ("signing keys", "", settings.require_signing_keys),
+        ("users file", settings.users_file, lambda: load_users(Path(settings.users_file))),
+        ("storage", storage_url, lambda: _check_storage(settings)),
+        ("burn-list", burnlist_url, lambda: open_burnlist(settings.burnlist_url).ping()),
     ]
     if uid is not None or siid is not None or sid is not None:
         if uid is None or siid is None or sid is None:
             raise click.UsageError("--uid, --siid and --sid go together")
-        steps.append((f"scan {uid}/{siid}/{sid}", lambda: _check_scan(_storage(settings), uid, siid, sid)))
+        steps.append((f"scan {uid}/{siid}/{sid}", storage_url,
+                      lambda: _check_scan(_storage(settings), uid, siid, sid)))
     failed = False
-    for name, step in steps:
+    for name, where, step in steps:
         try:
             step()
-            click.echo(f"ok    {name}")
+            click.echo(f"ok    {name}" + (f" ({where})" if where else ""))
         except Exception as exc:  # noqa: BLE001 - report every failure, then exit non-zero
             failed = True
-            click.echo(f"FAIL  {name}: {exc}")
+            click.echo(f"FAIL  {name}" + (f" ({where})" if where else "") + f": {_diagnosis(name, exc)}")
     if failed:
         raise SystemExit(1)
+
+
+# What to try, by check and by kind of failure (the first match wins; "" matches every kind).
+_HINTS = (
+    ("users file", "not found", "`pkgdl users add LOGIN` creates it (or `pkgdl demo` for a try-out)"),
+    ("users file", "", "fix the file or set PKGDL_USERS_FILE (README, Users)"),
+    ("storage", "not found", "`pkgdl demo` or `pkgdl catalog add` creates it, or set PKGDL_STORAGE_URL"),
+    ("storage", "refused", "check the key and secret in PKGDL_STORAGE_OPTIONS, and the bucket's permissions"),
+    ("storage", "", "is the storage server up and PKGDL_STORAGE_OPTIONS' endpoint_url right?"),
+    ("burn-list", "", "is Redis up at PKGDL_BURNLIST_URL (or the SQLite file's directory writable)?"),
+    ("scan", "", "`pkgdl catalog add` writes a scan's manifest; `pkgdl catalog list` names unusable entries"),
+)
+
+
+def _diagnosis(check_name: str, exc: BaseException) -> str:
+    """The failure's kind and detail on one line, and what to try."""
+    kind = next((name for exc_type, name in _KINDS if isinstance(exc, exc_type)), "failed")
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+    detail = detail or type(exc).__name__
+    hint = next((text for check, kinds, text in _HINTS if check_name.startswith(check) and kinds in kind), "")
+    return f"{kind}: {detail}" + (f"; {hint}" if hint else "")
+
+
+def _check_storage(settings: Settings) -> None:
+    """Reach the storage root; a local root that does not exist is named as such (not as an outage)."""
+    root = urlsplit(settings.storage_url)
+    if root.scheme == "file" and not Path(unquote(root.path)).is_dir():
+        raise FileNotFoundError(f"the directory {unquote(root.path)} does not exist")
+    _storage(settings).ping()
 
 
 def _check_scan(storage, uid: str, siid: int, sid: int) -> None:  # noqa: ANN001 - a storage_backends.Storage

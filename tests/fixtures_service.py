@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,24 @@ def _seed(service: Service) -> None:
     for line in added.stdout.splitlines():
         pid, full_name = line.split("\t")
         service.pids[full_name] = int(pid)
+
+
+def two_hosts_sharing(home: Path, redis_url: str, extra_env: dict[str, str] | None = None) -> Iterator[tuple]:
+    """Two gunicorn instances ("hosts", 2 workers each) sharing storage, keys and a Redis burn-list; a fixture body
+    (yields both, stops both)."""
+    env = {"PKGDL_BURNLIST_URL": redis_url, **(extra_env or {})}
+    first = make_service(home, env)
+    try:
+        second = make_service(home, env, seed=False)
+    except BaseException:
+        first.stop()
+        raise
+    second.pids, second.files = first.pids, first.files
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,15 @@ def env(tmp_path, monkeypatch):
     return values
 
 
+@pytest.fixture
+def catalogued(env, tmp_path):
+    """alice's scan 1/2 holds one package, pid 1 (links are minted only for catalogued packages)."""
+    rpm = tmp_path / "zlib-1.2.11-40.el9.x86_64.rpm"
+    rpm.write_bytes(b"not really an rpm")
+    assert run("catalog", "add", "--uid", "alice", "--siid", "1", "--sid", "2", str(rpm)).exit_code == 0
+    return env
+
+
 def run(*args: str, stdin: str | None = None):
     return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
 
@@ -62,13 +71,13 @@ def test_catalog_add_and_list(env, tmp_path):
     assert listed.startswith("1\tzlib-1.2.11-40.el9.x86_64.rpm\t17\t")
 
 
-def test_token_mint_prints_a_full_link(env):
-    result = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "3")
+def test_token_mint_prints_a_full_link(catalogued, env):
+    result = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "1")
     url = urlsplit(result.output.strip())
     assert (url.scheme, url.netloc, url.path) == ("https", "dl.example.test",
-                                                 "/users/alice/scannedinstances/1/scans/2/packages/3/bin")
+                                                 "/users/alice/scannedinstances/1/scans/2/packages/1/bin")
     token = parse_qs(url.query)["downloadToken"][0]
-    assert TokenService(["cli-key"], 86400).verify(token, PackageRef("alice", 1, 2, 3)).token_id
+    assert TokenService(["cli-key"], 86400).verify(token, PackageRef("alice", 1, 2, 1)).token_id
 
 
 def _status(link: str) -> dict[str, str]:
@@ -77,16 +86,16 @@ def _status(link: str) -> dict[str, str]:
     return {line[:14].strip(): line[14:] for line in result.output.splitlines()}
 
 
-def test_token_status_and_revoke_follow_a_link(env):
+def test_token_status_and_revoke_follow_a_link(catalogued, env):
     """unused -> claimed (a broken transfer: bytes and coverage shown) -> revoked, by URL or bare token."""
     from app.burnlist import open_burnlist
     from app.link_ledger import LinkLedger
 
-    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "3").output.strip()
+    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "1").output.strip()
     token = parse_qs(urlsplit(link).query)["downloadToken"][0]
     status = _status(link)
-    assert status["state"] == "unused" and status["package"] == "users/alice/scannedinstances/1/scans/2/packages/3"
-    claims = TokenService(["cli-key"], 86400).verify(token, PackageRef("alice", 1, 2, 3))
+    assert status["state"] == "unused" and status["package"] == "users/alice/scannedinstances/1/scans/2/packages/1"
+    claims = TokenService(["cli-key"], 86400).verify(token, PackageRef("alice", 1, 2, 1))
     ledger = LinkLedger(open_burnlist(env["PKGDL_BURNLIST_URL"]), 3600)
     grant = ledger.admit(claims, etag="ab" * 32, size=1000, ranged=False, planned=1000)
     grant.reserve(600)
@@ -99,13 +108,13 @@ def test_token_status_and_revoke_follow_a_link(env):
     assert _status(link)["state"] == "revoked"
 
 
-def test_token_status_says_why_a_link_is_spent(env):
+def test_token_status_says_why_a_link_is_spent(catalogued, env):
     from app.burnlist import open_burnlist
     from app.link_ledger import LinkLedger
 
-    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "3").output.strip()
+    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "1").output.strip()
     claims = TokenService(["cli-key"], 86400).verify(parse_qs(urlsplit(link).query)["downloadToken"][0],
-                                                     PackageRef("alice", 1, 2, 3))
+                                                     PackageRef("alice", 1, 2, 1))
     grant = LinkLedger(open_burnlist(env["PKGDL_BURNLIST_URL"]), 3600).admit(
         claims, etag="ab" * 32, size=10, ranged=False, planned=10)
     grant.reserve(10)
@@ -124,17 +133,35 @@ def test_token_status_refuses_what_is_not_a_link(env, argument, message):
         assert result.exit_code == 1 and message in result.output
 
 
-def test_a_link_revoked_before_use_never_downloads(env):
-    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "3").output.strip()
-    other = TokenService(["another-key"], 3600).mint(PackageRef("alice", 1, 2, 3))
+def test_a_link_revoked_before_use_never_downloads(catalogued, env):
+    link = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "1").output.strip()
+    other = TokenService(["another-key"], 3600).mint(PackageRef("alice", 1, 2, 1))
     assert run("token", "revoke", other).exit_code == 1  # another service's link: nothing written
     assert run("token", "revoke", link).exit_code == 0
     assert run("token", "revoke", link).exit_code == 0  # again: still revoked, once
     assert _status(link)["state"] == "revoked"
 
 
-def test_token_mint_refuses_a_longer_max_age(env):
-    result = run("token", "mint", "--uid", "a", "--siid", "1", "--sid", "2", "--pid", "3", "--max-age", "999999")
+@pytest.mark.parametrize("scan, pid, says", [
+    ("2", "2", "no package 2 in scan alice/1/2"),
+    ("9", "1", "no scan alice/1/9"),
+])
+def test_token_mint_refuses_a_package_not_in_the_catalog(catalogued, scan, pid, says):
+    result = CliRunner().invoke(cli, ["token", "mint", "--uid", "alice", "--siid", "1", "--sid", scan, "--pid", pid])
+    assert result.exit_code == 1 and says in result.stderr and result.stdout == ""
+
+
+def test_catalog_add_warns_about_names_it_cannot_read(env, tmp_path):
+    odd = tmp_path / "foo.rpm"
+    odd.write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["catalog", "add", "--uid", "alice", "--siid", "1", "--sid", "3", str(odd)])
+    assert result.exit_code == 0 and result.stdout == "1\tfoo.rpm\n"
+    assert "warning: foo.rpm: could not work out version, release, arch" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_token_mint_refuses_a_longer_max_age(catalogued, env):
+    result = run("token", "mint", "--uid", "alice", "--siid", "1", "--sid", "2", "--pid", "1", "--max-age", "999999")
     assert result.exit_code != 0
 
 
@@ -188,7 +215,8 @@ def test_unusable_manifest_entries_are_named_by_list_check_and_add(env, tmp_path
 
     checked = run("check", "--uid", "alice", "--siid", "1", "--sid", "2")
     assert checked.exit_code == 1
-    assert "FAIL  scan alice/1/2: unusable entries: packages[0] (dbId 1): sha256sum" in checked.output
+    assert "FAIL  scan alice/1/2 (" in checked.output
+    assert "invalid: unusable entries: packages[0] (dbId 1): sha256sum" in checked.output
     assert "Traceback" not in checked.output
     assert run("check", "--uid", "alice").exit_code == 2  # the three options go together
 

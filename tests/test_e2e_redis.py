@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.fixtures_service import make_service
+from tests.fixtures_service import two_hosts_sharing
 from tests.test_e2e_gunicorn import OPENSSL, curl, status_of, user
 
 pytestmark = pytest.mark.integration
@@ -18,14 +18,7 @@ TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{
 @pytest.fixture(scope="module")
 def two_hosts(tmp_path_factory, redis_server):
     """Two gunicorn instances (2 workers each) sharing storage, keys and the Redis burn-list."""
-    home = tmp_path_factory.mktemp("redis-hosts")
-    env = {"PKGDL_BURNLIST_URL": redis_server.url}
-    first = make_service(home, env)
-    second = make_service(home, env, seed=False)
-    second.pids, second.files = first.pids, first.files
-    yield first, second
-    first.stop()
-    second.stop()
+    yield from two_hosts_sharing(tmp_path_factory.mktemp("redis-hosts"), redis_server.url)
 
 
 def mint(service) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures_service import make_service
+from tests.fixtures_service import two_hosts_sharing
 from tests.test_e2e_gunicorn import OPENSSL, curl, status_of
 
 pytestmark = pytest.mark.integration
@@ -135,14 +135,8 @@ def test_parallel_resumes_never_send_more_than_the_budget(service, tmp_path):
 @pytest.fixture(scope="module")
 def two_hosts(tmp_path_factory, redis_server):
     """Two gunicorn instances sharing storage, keys and a Redis burn-list, with a short resume window."""
-    home = tmp_path_factory.mktemp("resume-hosts")
-    env = {"PKGDL_BURNLIST_URL": redis_server.url, "PKGDL_RESUME_WINDOW": "3"}
-    first = make_service(home, env)
-    second = make_service(home, env, seed=False)
-    second.pids, second.files = first.pids, first.files
-    yield first, second
-    first.stop()
-    second.stop()
+    yield from two_hosts_sharing(tmp_path_factory.mktemp("resume-hosts"), redis_server.url,
+                                 {"PKGDL_RESUME_WINDOW": "3"})
 
 
 def test_a_transfer_broken_on_one_host_resumes_on_the_other(two_hosts, tmp_path):
