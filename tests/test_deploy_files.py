@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy.processes import Nginx, find_binary, free_port
-from deploy.render_nginx import TEMPLATE, VARIABLES, render
+from deploy.render_nginx import OPTIONAL, TEMPLATE, VARIABLES, render
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -77,12 +77,25 @@ def test_template_never_compresses():
 def test_render_refuses_unknown_and_missing_variables(tmp_path):
     values = _values(tmp_path)
     assert "${" not in render(values)
-    with pytest.raises(ValueError, match="missing value for PKGDL_S3_ENDPOINT"):
-        render({name: value for name, value in values.items() if name != "PKGDL_S3_ENDPOINT"})
+    with pytest.raises(ValueError, match="missing value for PKGDL_STORAGE_ROOT"):
+        render({name: value for name, value in values.items() if name != "PKGDL_STORAGE_ROOT"})
     with pytest.raises(ValueError, match="unknown variable PKGDL_TYPO"):
         render({**values, "PKGDL_TYPO": "x"})
     with pytest.raises(ValueError, match="unknown variable PKGDL_OTHER"):
         render(values, template="listen ${PKGDL_OTHER};")
+
+
+def test_render_defaults_what_a_local_deployment_need_not_set(tmp_path):
+    """No S3 endpoint, logs, pid or temp directory: defaults; upstreams as plain host:port entries."""
+    values = {name: value for name, value in _values(tmp_path).items() if name not in OPTIONAL}
+    values["PKGDL_UPSTREAM_SERVERS"] = "10.0.0.5:8080, 10.0.0.6:8080"
+    config = render(values)
+    assert "server 10.0.0.5:8080; server 10.0.0.6:8080;" in config
+    assert "access_log /dev/stdout pkgdl;" in config and "error_log /dev/stderr warn;" in config
+    assert "proxy_pass http://127.0.0.1:9/;" in config
+    assert render({**values, "PKGDL_UPSTREAM_SERVERS": "server app:8080 max_fails=2;"}).count("server app:8080") == 1
+    with pytest.raises(ValueError, match="host:port entries"):
+        render({**values, "PKGDL_UPSTREAM_SERVERS": "a:1; }"})
 
 
 def test_metrics_are_not_public_through_nginx():
