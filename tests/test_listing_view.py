@@ -177,3 +177,11 @@ def test_an_entry_pointing_at_another_scans_manifest_serves_nothing_of_it(client
     assert pid not in listed(client)
     answer = client.get(scan.bin_path(pid), headers=ALICE)
     assert answer.status_code == 502 and b"another scan" not in answer.data
+
+
+def test_compare_with_a_well_formed_but_unknown_scan_is_404(client, scan):
+    """README: not a scan URI is a 400; a scan that does not exist is a 404, as its own listing would be."""
+    response = client.get(f"{scan.listing_path()}?compareWith=users/alice/scannedinstances/12/scans/999",
+                          headers=ALICE)
+    assert response.status_code == 404
+    assert b"uforgeError" in response.data
