@@ -69,7 +69,7 @@ def _streamed(blob: BinaryIO, package: Package, ranges: tuple[ByteRange, ...], h
     try:
         body, plan, content_type = _body_plan(blob, package, ranges, chunk_size)
         first = next(body)  # storage faults before the first byte still become clean 4xx/5xx answers
-        policy.observer.before_first_byte(plan)
+        policy.observer.before_first_byte(plan, in_hand=len(first) == plan.length)
         policy.observer.sending(len(first))  # a refusal here is still a clean answer, not a broken stream
     except BaseException:
         blob.close()

@@ -64,22 +64,27 @@ class LinkLedger:
         """Why a link in `state` can write nothing more now, or None."""
         return spent_reason(state, self._clock(), self.resume_window)
 
-    def admit(self, link: LinkId, *, etag: str, size: int, ranged: bool, planned: int, whole: bool = False) -> Grant:
-        """Admit a request about to write `planned` bytes of a body: the claim of an unused link, or a resume.
-        Raises LinkRefused; BurnListUnavailable when the store cannot answer."""
+    def admit(self, link: LinkId, *, etag: str, size: int, ranged: bool, planned: int, whole: bool = False,
+              assume_written: tuple[Interval, ...] | None = None) -> Grant:
+        """Admit a request about to write `planned` bytes of a body: the claim of an unused link, or a resume
+        (`assume_written`: see link_rules.admit). Raises LinkRefused; BurnListUnavailable when the store cannot
+        answer."""
         rid = secrets.token_hex(6)
         now = self._clock()
         done = self._change(link, lambda state: admit(
             state, rid=rid, now=now, window=self.resume_window, etag=etag, size=size, ranged=ranged,
-            planned=planned, whole=whole), known=None)  # the claim of a fresh link needs no read first
-        return Grant(self, link, rid, done.result, first=done.created, known=done.value)
+            planned=planned, whole=whole, assume_written=assume_written), known=None)  # a claim needs no read first
+        assumed = done.state.assumed is not None and done.state.assumed[0] == rid
+        return Grant(self, link, rid, done.result, first=done.created, known=done.value,
+                     settled=done.state if assumed else None)
 
     def settle(self, link: LinkId, rid: str, written: tuple[Interval, ...], attempted: int,
                known: str | None | object = _UNREAD) -> LinkState | None:
         """Record how a request ended (see link_rules.settle); the state after it."""
         if known is _UNREAD and self.store.read(link.token_id) is None:
             return None  # nothing to settle (the entry expired with its token)
-        return self._change(link, lambda state: (settle(state, rid, written, attempted), None), known=known).state
+        return self._change(link, lambda state: (settle(state, rid, written, attempted), None), known=known,
+                            durable=False).state
 
     def revoke(self, link: LinkId) -> None:
         """Refuse every later request of the link."""
@@ -87,20 +92,25 @@ class LinkLedger:
         self._change(link, lambda state: (revoke(state, now), None), known=_UNREAD)
 
     def _reserve(self, grant: Grant, wanted: int) -> int:
-        done = self._change(grant.link, lambda state: reserve_more(state, grant.rid, wanted), known=grant.known)
+        done = self._change(grant.link, lambda state: reserve_more(state, grant.rid, wanted), known=grant.known,
+                            durable=False)
         grant.known = done.value
         return done.result
 
     def _change(self, link: LinkId, change: Callable[[LinkState | None], tuple[LinkState | None, R]],
-                known: str | None | object) -> _Changed[R]:
+                known: str | None | object, durable: bool = True) -> _Changed[R]:
         """Apply `change` to the entry by compare-and-swap, re-reading and retrying when another request changed it
-        meanwhile (`known`: the value the caller expects, to skip the first read)."""
+        meanwhile (`known`: the value the caller expects, to skip the first read). Claims, resumes and revocations
+        are durable; a request's further reservations and its settling need not be (BurnList.swap): a power loss
+        may undo them, leaving the link claimed with the request's first reservation counted as written and its
+        coverage unrecorded (resumable within its budget), and the transfers it cut short uncounted beyond one
+        block each (SECURITY.md)."""
         for _ in range(SWAP_ATTEMPTS):
             current = self.store.read(link.token_id) if known is _UNREAD else known
             state = None if current is None else LinkState.from_json(current)
             new_state, result = change(state)
             new = None if new_state is None else new_state.to_json()
-            if new == current or self.store.swap(link.token_id, current, new, link.expires_at):
+            if new == current or self.store.swap(link.token_id, current, new, link.expires_at, durable=durable):
                 return _Changed(result, new_state, created=current is None and new is not None, value=new)
             known = _UNREAD
         raise BurnListUnavailable(f"link {link.token_id}: too many concurrent changes")
@@ -121,10 +131,11 @@ class Grant:
     was not written is given back when it ends."""
 
     def __init__(self, ledger: LinkLedger, link: LinkId, rid: str, reserved: int, first: bool,
-                 known: str | None) -> None:
+                 known: str | None, settled: LinkState | None = None) -> None:
         self.ledger, self.link, self.rid = ledger, link, rid
         self.first = first  # this request claimed the link
         self.known = known  # the entry as this request last wrote it: its next change usually needs no read
+        self.settled = settled  # an assumed claim: the state already recorded for the request's success
         self._left = reserved
         self.attempted = 0
 
@@ -135,6 +146,9 @@ class Grant:
         self._left -= length
         self.attempted += length
 
-    def settle(self, written: tuple[Interval, ...]) -> LinkState | None:
-        """The request ended: `written` are the package ranges the connection took."""
+    def settle(self, written: tuple[Interval, ...], completed: bool) -> LinkState | None:
+        """The request ended (`completed`: its whole body was written): `written` are the package ranges the
+        connection took. An assumed claim that completed has nothing left to record."""
+        if self.settled is not None and completed:
+            return self.settled
         return self.ledger.settle(self.link, self.rid, written, self.attempted, known=self.known)

@@ -50,12 +50,14 @@ class LinkState:
     pending: dict[str, int] = field(default_factory=dict)  # running request id -> bytes reserved, not yet settled
     covered: tuple[Interval, ...] = ()  # the union of the package ranges written to clients
     revoked_at: float | None = None
+    # (request id, bytes) of a claim recorded as already written: see admit's `assume_written`
+    assumed: tuple[str, int] | None = None
     legacy: bool = False  # burned before resumable links (or a release ticket): spent
 
     def to_json(self) -> str:
         return json.dumps({"at": self.claimed_at, "etag": self.etag, "size": self.size, "sent": self.sent,
-                           "n": self.requests, "pend": self.pending, "cov": self.covered, "rev": self.revoked_at},
-                          separators=(",", ":"))
+                           "n": self.requests, "pend": self.pending, "cov": self.covered, "rev": self.revoked_at,
+                           "as": self.assumed}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> LinkState:
@@ -64,7 +66,7 @@ class LinkState:
         data = json.loads(text)
         return cls(claimed_at=data["at"], etag=data["etag"], size=data["size"], sent=data["sent"],
                    requests=data["n"], pending=dict(data["pend"]), covered=tuple(tuple(i) for i in data["cov"]),
-                   revoked_at=data["rev"])
+                   revoked_at=data["rev"], assumed=tuple(data["as"]) if data.get("as") else None)
 
     @property
     def complete(self) -> bool:
@@ -98,10 +100,19 @@ def spent_reason(state: LinkState | None, now: float, window: int) -> str | None
 
 
 def admit(state: LinkState | None, *, rid: str, now: float, window: int, etag: str, size: int, ranged: bool,
-          planned: int, whole: bool = False) -> tuple[LinkState, int]:
+          planned: int, whole: bool = False, assume_written: tuple[Interval, ...] | None = None,
+          ) -> tuple[LinkState, int]:
     """Admit a request about to write `planned` bytes: the new state and the bytes reserved for it (all of them
-    when `whole`, for a sender that cannot come back for more: nginx). Raises LinkRefused."""
+    when `whole`, for a sender that cannot come back for more: nginx). Raises LinkRefused.
+
+    `assume_written`: the package ranges of a body handed to the connection in one write. The claim of an unused
+    link then records them as written already, so a transfer that succeeds needs no second write (the common case:
+    a small package, one chunk); one that fails is undone by its settle. While that one write is under way the link
+    looks delivered (resumes are refused until the write fails)."""
     if state is None:
+        if assume_written is not None:
+            return LinkState(claimed_at=now, etag=etag, size=size, sent=planned, requests=1,
+                             covered=union(assume_written), assumed=(rid, planned)), planned
         state = LinkState(claimed_at=now, etag=etag, size=size)
     else:
         reason = spent_reason(state, now, window)
@@ -134,6 +145,8 @@ def settle(state: LinkState, rid: str, written: tuple[Interval, ...], attempted:
     """A request ended having handed `attempted` bytes to the connection, of which `written` (package ranges) were
     written: give back what it reserved and did not use, and record what it covered. None: forget the link (its only
     request wrote nothing, so it is unused again)."""
+    if state.assumed is not None and state.assumed[0] == rid:
+        return _undo_assumed(state, written, attempted)
     if rid not in state.pending:
         return state  # settled already (a report repeated): nothing changes
     reserved = state.pending[rid]
@@ -143,6 +156,15 @@ def settle(state: LinkState, rid: str, written: tuple[Interval, ...], attempted:
             and state.revoked_at is None:
         return None
     return replace(state, sent=state.sent - max(0, reserved - attempted), pending=pending, covered=covered)
+
+
+def _undo_assumed(state: LinkState, written: tuple[Interval, ...], attempted: int) -> LinkState | None:
+    """The one write of an assumed claim failed: record what it really wrote. (No other request was admitted
+    meanwhile: the link looked delivered.)"""
+    planned = state.assumed[1]
+    if not written and attempted == 0 and state.revoked_at is None and state.size:
+        return None
+    return replace(state, sent=state.sent - max(0, planned - attempted), covered=union(written), assumed=None)
 
 
 def revoke(state: LinkState | None, now: float) -> LinkState:

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from app.burnlist import open_burnlist
+from app.link_ledger import Link, LinkLedger
 from app.tokens import PackageRef, TokenService
 from bench import servers
 from bench.load import LoadError, RssSampler, curl_speed, established_to, rss_kib, slow_readers, wrk
@@ -390,7 +391,8 @@ def p99(values: list[float]) -> float:
 
 
 def token_micro(world: World, plan: Plan) -> list[Row]:
-    """In-process: TokenService.verify and burn-list burn (SQLite, Redis), 16 threads, median and p99 in µs."""
+    """In-process: TokenService.verify, burn-list burn and a link's claim+settle (SQLite, Redis), 16 threads, median and
+    p99 in µs."""
     tokens = TokenService(world.secret_keys.split(","), 86400)
     ref = PackageRef(UID, SIID, SID, world.local.pids[SMALL_NAME])
     expires = int(time.time()) + 86400
@@ -399,9 +401,11 @@ def token_micro(world: World, plan: Plan) -> list[Row]:
     }
     sqlite = open_burnlist(f"sqlite:///{world.home / 'micro-burnlist.sqlite3'}")
     subjects["burn SQLite"] = (lambda jti: sqlite.burn(jti, expires), lambda: secrets.token_urlsafe(16))
+    subjects["claim+settle SQLite"] = (_claim_and_settle(LinkLedger(sqlite, 3600)), lambda: _link(expires))
     if world.redis is not None:
         redis = open_burnlist(f"redis://127.0.0.1:{world.redis.port}/0")
         subjects["burn Redis"] = (lambda jti: redis.burn(jti, expires), lambda: secrets.token_urlsafe(16))
+        subjects["claim+settle Redis"] = (_claim_and_settle(LinkLedger(redis, 3600)), lambda: _link(expires))
     rows = []
     for name, (call, make_item) in subjects.items():
         median_row = Row(f"4. token {name}, {MICRO_THREADS} threads", "median µs", lower_is_better=True)
@@ -422,6 +426,24 @@ def token_micro(world: World, plan: Plan) -> list[Row]:
         median_row.note = f"{len(latencies)} calls in the last run"
         rows += [median_row, tail_row, rate_row] + ([failed_row] if any(failed_row.pkgdl) else [])
     return rows
+
+
+def _link(expires: int) -> Link:
+    return Link(secrets.token_urlsafe(16), expires)
+
+
+def _claim_and_settle(ledger: LinkLedger) -> Callable[[Link], object]:
+    """What a small download (one chunk) does to its link: claim, write, settle (the burn's successor); and, for
+    comparison, a download of several chunks, whose settle is a second write."""
+    size = 16 << 10
+
+    def claim_and_settle(link: Link) -> object:
+        grant = ledger.admit(link, etag="ab" * 32, size=size, ranged=False, planned=size,
+                             assume_written=((0, size),))
+        grant.reserve(size)
+        return grant.settle(((0, size),), completed=True)
+
+    return claim_and_settle
 
 
 def token_downloads(world: World, plan: Plan) -> list[Row]:

@@ -99,7 +99,7 @@ def test_token_status_and_revoke_follow_a_link(catalogued, env):
     ledger = LinkLedger(open_burnlist(env["PKGDL_BURNLIST_URL"]), 3600)
     grant = ledger.admit(claims, etag="ab" * 32, size=1000, ranged=False, planned=1000)
     grant.reserve(600)
-    grant.settle(((0, 400),))
+    grant.settle(((0, 400),), completed=False)
     status = _status(token)
     assert status["state"] == "claimed"
     assert status["sent"].startswith("600 bytes (budget 2000) in 1 request")
@@ -118,7 +118,7 @@ def test_token_status_says_why_a_link_is_spent(catalogued, env):
     grant = LinkLedger(open_burnlist(env["PKGDL_BURNLIST_URL"]), 3600).admit(
         claims, etag="ab" * 32, size=10, ranged=False, planned=10)
     grant.reserve(10)
-    grant.settle(((0, 10),))
+    grant.settle(((0, 10),), completed=True)
     status = _status(link)
     assert status["state"] == "spent" and status["spent because"] == "every byte was delivered"
 

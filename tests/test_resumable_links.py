@@ -194,11 +194,11 @@ def test_a_burn_list_fault_at_the_end_keeps_the_delivery_and_errs_towards_spent(
     real_swap = store.swap
     calls = []
 
-    def swap(token_id, expected, new, expires_at):
+    def swap(token_id, expected, new, expires_at, durable=True):
         calls.append(expected)
         if expected is not None:
             raise BurnListUnavailable("stalled")
-        return real_swap(token_id, expected, new, expires_at)
+        return real_swap(token_id, expected, new, expires_at, durable)
 
     store.swap = swap
     caplog.set_level("INFO", logger="pkgdl.audit")
@@ -211,3 +211,29 @@ def test_a_burn_list_fault_at_the_end_keeps_the_delivery_and_errs_towards_spent(
     state = link_state(app, link)
     assert state.pending and state.sent >= len(scan.blobs[1]) - 1  # unsettled: reservations count as written
     assert client.get(link).status_code == 403
+
+
+def test_a_small_package_is_claimed_as_delivered_and_undone_if_its_one_write_fails(client, app, scan):
+    """Package 2 (5,000 bytes) is one chunk: its claim records it as written (no second burn-list write when the
+    transfer succeeds); when that write fails the claim is undone to what was written, and the link resumes."""
+    tokens = app.extensions["pkgdl"].tokens
+    url = f"{scan.bin_path(2)}?downloadToken={tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 2))}"
+    claims = tokens.verify(url.split("downloadToken=")[1], PackageRef("alice", 12, 34, 2))
+    store = app.extensions["pkgdl"].links.store
+    writes = []
+    real_swap = store.swap
+    store.swap = lambda *args, **kwargs: writes.append(args[1]) or real_swap(*args, **kwargs)
+    try:
+        response = client.get(url, buffered=False)
+        chunks = iter(response.response)
+        next(chunks)  # handed over, then the connection breaks before the server learns it was written
+        response.close()
+        assert app.extensions["pkgdl"].links.state(claims) is not None  # counted: 5,000 bytes handed over
+        assert client.get(url, headers={"Range": "bytes=0-"}).data == scan.blobs[2]  # resumed
+        fresh = f"{scan.bin_path(2)}?downloadToken={tokens.mint(PackageRef(scan.uid, scan.siid, scan.sid, 2))}"
+        before = len(writes)
+        assert client.get(fresh).data == scan.blobs[2]
+        assert len(writes) == before + 1  # the claim only: nothing to settle after a complete one-write body
+        assert client.get(fresh, headers={"Range": "bytes=0-"}).status_code == 403
+    finally:
+        store.swap = real_swap
