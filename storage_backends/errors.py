@@ -149,12 +149,15 @@ def translate(exc: BaseException) -> OSError | None:
 
 
 @contextmanager
-def translated_errors() -> Iterator[None]:
-    """Re-raise any storage fault inside the block as a built-in with a generic message."""
+def translated_errors(unknown_is_outage: bool = False) -> Iterator[None]:
+    """Re-raise any storage fault inside the block as a built-in with a generic message (`unknown_is_outage`: an
+    exception the table does not know is a ConnectionError too, for backends whose client library is not ours)."""
     try:
         yield
     except Exception as exc:
         translated = translate(exc)
+        if translated is None and unknown_is_outage and not isinstance(exc, ValueError | TypeError):
+            translated = ConnectionError(MESSAGES[ConnectionError])
         if translated is None or translated is exc:
             raise
         raise translated from exc

@@ -66,4 +66,4 @@ def test_no_key_refuses_to_start(tmp_path, monkeypatch):
 def test_bad_storage_url_fails_at_start(settings):
     from dataclasses import replace
     with pytest.raises(ValueError):
-        create_app(replace(settings, storage_url="ftp://example/x"))
+        create_app(replace(settings, storage_url="nosuchfs://example/x"))

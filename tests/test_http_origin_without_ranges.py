@@ -14,7 +14,8 @@ import pytest
 from app import create_app
 from app.manifest import Manifest, Package, dump_manifest, manifest_path
 from deploy.processes import free_port, stop_process, wait_for_port
-from storage_backends import RangeNotSupported, fsspec_storage, open_storage
+from storage_backends import RangeNotSupported, open_storage
+from storage_backends import http as http_backend
 from tests.test_download_view import ALICE
 
 pytestmark = pytest.mark.integration
@@ -70,7 +71,7 @@ def test_whole_and_offset_reads(origin):
 
 def test_an_offset_past_the_bounded_skip_is_refused(origin, monkeypatch):
     url, _ = origin
-    monkeypatch.setattr(fsspec_storage, "HTTP_MAX_SKIP", 1024 * 1024)
+    monkeypatch.setattr(http_backend, "HTTP_MAX_SKIP", 1024 * 1024)
     with open_storage(url).open_blob(BLOB, SIZE) as blob:
         blob.seek(6 * 1024 * 1024)
         with pytest.raises(RangeNotSupported):
@@ -105,7 +106,7 @@ def test_multipart_ranges_through_the_app(client, origin):
 
 
 def test_past_the_skip_the_app_answers_a_clean_502(client, monkeypatch):
-    monkeypatch.setattr(fsspec_storage, "HTTP_MAX_SKIP", 1024 * 1024)
+    monkeypatch.setattr(http_backend, "HTTP_MAX_SKIP", 1024 * 1024)
     response = client.get("/users/alice/scannedinstances/12/scans/34/packages/1/bin",
                           headers={**ALICE, "Range": "bytes=8000000-"})
     assert response.status_code == 502

@@ -11,7 +11,7 @@ import urllib3
 
 from storage_backends.base import BlobSizeMismatch
 from storage_backends.errors import translated_errors
-from storage_backends.fsspec_storage import _S3Stream
+from storage_backends.s3 import _S3Stream
 
 DATA = bytes(range(256)) * 64  # 16 KiB
 

@@ -312,7 +312,7 @@ def test_writes_on_http_are_refused(backend: Backend, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "ftp://host/dir",
+        "nosuchfs://host/dir",
         "gs://bucket",
         "relative/dir",
         "/abs/without/scheme",
