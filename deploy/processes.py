@@ -569,3 +569,83 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+# ---- WebDAV (wsgidav) and SFTP (asyncssh): the further storage backends' real servers --------------------------
+@dataclass
+class FileServer:
+    """A server exporting ``root`` (a local directory) over WebDAV or SFTP to one user; stop/start keep the port."""
+
+    kind: str  # "webdav" or "sftp"
+    home: Path
+    root: Path
+    port: int = field(default_factory=free_port)
+    user: str = "pkgdl"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    process: subprocess.Popen | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.home / f"{self.kind}.log"
+
+    def url(self, prefix: str) -> str:
+        """The pkgdl storage URL of ``prefix`` under the export (credentials go in the options)."""
+        return f"{self.kind}://127.0.0.1:{self.port}/{prefix}".rstrip("/")
+
+    @property
+    def options(self) -> dict:
+        """PKGDL_STORAGE_OPTIONS for this server."""
+        if self.kind == "webdav":
+            return {"auth": [self.user, self.password]}
+        return {"username": self.user, "password": self.password, "known_hosts": None}
+
+    def _command(self) -> list[str]:
+        if self.kind == "sftp":
+            return [sys.executable, "-m", "deploy.sftp_server", str(self.port), str(self.root), self.user,
+                    self.password, str(self.home / "host_key")]
+        config = {
+            "host": "127.0.0.1", "port": self.port, "server": "cheroot",
+            "provider_mapping": {"/": str(self.root)},
+            "http_authenticator": {"domain_controller": None, "accept_basic": True, "accept_digest": False,
+                                   "default_to_digest": False},
+            "simple_dc": {"user_mapping": {"*": {self.user: {"password": self.password}}}},
+            "verbose": 1, "logging": {"enable_loggers": []}, "property_manager": True, "lock_storage": True,
+        }
+        (self.home / "wsgidav.json").write_text(json.dumps(config))
+        return [str(Path(sys.executable).parent / "wsgidav"), "--config", str(self.home / "wsgidav.json")]
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        require_free(self.port, self.kind)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=ROOT)
+        try:
+            wait_for_port(self.port, self.process, self.log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """SIGSTOP for the block: connections open, nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
+
+def start_file_server(kind: str, home: Path) -> FileServer:
+    """A WebDAV or SFTP server exporting ``home/export`` on a free loopback port; the caller stops it."""
+    home.mkdir(parents=True, exist_ok=True)
+    server = FileServer(kind, home, home / "export")
+    server.start()
+    return server

@@ -3,9 +3,12 @@ storage root. Specialised backends (local, memory, s3, http) subclass it and kee
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import secrets
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 from storage_backends.base import BlobSizeMismatch
@@ -82,12 +85,30 @@ class FsspecBackend:
         return fs.cat_file(location)
 
     def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
-        """Store a small object in one operation."""
-        fs.pipe_file(location, data)
+        """Store a small object so that readers see the old one or the new one: a temp object beside it, then a move
+        over it (a rename on SFTP and WebDAV; stores whose writes are atomic anyway override this)."""
+        self._atomically(fs, location, lambda temp: fs.pipe_file(temp, data))
 
     def put_file(self, fs: Any, source: str, location: str) -> None:
-        """Upload a local file."""
-        fs.put_file(source, location)
+        """Upload a local file, atomically as write_bytes."""
+        self._atomically(fs, location, lambda temp: fs.put_file(source, temp))
+
+    def move_over(self, fs: Any, source: str, target: str) -> None:
+        """Move ``source`` over ``target`` (replacing it): a rename where the store has one (sshfs: posix-rename)."""
+        fs.mv(source, target)
+
+    def _atomically(self, fs: Any, location: str, write: Callable[[str], None]) -> None:
+        parent = location.rsplit("/", 1)[0] if "/" in location.strip("/") else ""
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        temp = f"{location}.pkgdl-{secrets.token_hex(6)}.tmp"
+        try:
+            write(temp)
+            self.move_over(fs, temp, location)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm_file(temp)
+            raise
 
     def exists(self, fs: Any, location: str) -> bool:
         """Whether an object (not a directory) is at ``location``."""

@@ -18,6 +18,14 @@ class MemoryBackend(FsspecBackend):
         """memory://name: a root in the process's memory store."""
         return cls("/" + url.partition("://")[2].strip("/"), options)
 
+    def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
+        """One assignment in the process's store: atomic already."""
+        fs.pipe_file(location, data)
+
+    def put_file(self, fs: Any, source: str, location: str) -> None:
+        """As write_bytes."""
+        fs.put_file(source, location)
+
     def create_filesystem(self) -> Any:
         """The shared MemoryFileSystem (its store is global anyway)."""
         import fsspec

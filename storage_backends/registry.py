@@ -20,6 +20,7 @@ from storage_backends.http import HttpBackend
 from storage_backends.local import LocalBackend
 from storage_backends.memory import MemoryBackend
 from storage_backends.s3 import S3Backend
+from storage_backends.webdav import WebdavBackend
 
 ENTRY_POINT_GROUP = "pkgdl.storage_backends"
 BUILTIN: dict[str, type[FsspecBackend]] = {
@@ -29,10 +30,12 @@ BUILTIN: dict[str, type[FsspecBackend]] = {
     "s3a": S3Backend,
     "http": HttpBackend,
     "https": HttpBackend,
+    "webdav": WebdavBackend,
+    "webdavs": WebdavBackend,
 }
 # The pip extra that brings a scheme's fsspec implementation (pyproject.toml), named when it is missing.
 EXTRAS = {"az": "azure", "abfs": "azure", "abfss": "azure", "adl": "azure", "gs": "gcs", "gcs": "gcs",
-          "sftp": "sftp", "ssh": "sftp", "webdav": "webdav", "dav": "webdav"}
+          "sftp": "sftp", "ssh": "sftp", "webdav": "webdav", "webdavs": "webdav", "dav": "webdav"}
 
 
 @cache
@@ -57,13 +60,11 @@ def backend_for(url: str, options: dict[str, Any]) -> FsspecBackend:
     if not separator or not scheme:
         raise ValueError("storage URL needs a scheme, e.g. file:///srv/packages, s3://bucket/prefix")
     backend = plugins().get(scheme) or BUILTIN.get(scheme)
-    if backend is not None:
-        return backend.from_url(url, options)
-    if scheme not in fsspec.available_protocols():
+    if backend is None and scheme not in fsspec.available_protocols():
         raise ValueError(f"unsupported storage URL scheme {scheme!r}: neither pkgdl's ({', '.join(sorted(BUILTIN))}),"
                          " a plug-in's, nor one fsspec knows")
     try:
-        return FsspecBackend.from_url(url, options)
+        return (backend or FsspecBackend).from_url(url, options)
     except ImportError:
         extra = EXTRAS.get(scheme)
         hint = f"pip install 'pkgdl[{extra}]'" if extra else "install the package fsspec names for it"

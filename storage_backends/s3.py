@@ -64,6 +64,14 @@ class S3Backend(FsspecBackend):
         check_size(fs.info(location)["size"], size)
         return _S3Stream(lambda: self.presigned_url(fs, location, PRESIGNED_READ_SECONDS), self._http_pool(), size)
 
+    def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
+        """One PUT: S3 replaces an object atomically."""
+        fs.pipe_file(location, data)
+
+    def put_file(self, fs: Any, source: str, location: str) -> None:
+        """One upload (multipart for large files): the object appears whole when it completes."""
+        fs.put_file(source, location)
+
     def _http_pool(self) -> Any:
         """This process's urllib3 pool for the object GETs (thread-safe; connections kept alive between reads)."""
         return self._pools.get()

@@ -1,4 +1,5 @@
-"""Real storage servers for the storage contract suite: SeaweedFS (S3, auth on) and nginx (static HTTP).
+"""Real storage servers for the storage contract suite: SeaweedFS (S3, auth on), nginx (static HTTP), wsgidav
+(WebDAV) and an asyncssh SFTP server.
 
 The servers themselves are started by deploy/processes.py (pytest-free, shared with `make stack` and bench/); these
 are their fixtures.
@@ -10,7 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.processes import NginxStatic, SeaweedFS, find_binary, start_seaweedfs, start_static_nginx, stop_process
+from deploy.processes import (
+    FileServer,
+    NginxStatic,
+    SeaweedFS,
+    find_binary,
+    start_file_server,
+    start_seaweedfs,
+    start_static_nginx,
+    stop_process,
+)
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +48,24 @@ def nginx_static(tmp_path_factory) -> Iterator[NginxStatic]:
         yield server
     finally:
         stop_process(server.process)
+
+
+def _file_server(kind: str, module: str, tmp_path_factory) -> Iterator[FileServer]:
+    pytest.importorskip(module, reason=f"the {kind} extra is not installed (pip install -e '.[test,{kind}]')")
+    server = start_file_server(kind, tmp_path_factory.mktemp(kind))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def webdav_server(tmp_path_factory) -> Iterator[FileServer]:
+    """wsgidav (cheroot) exporting a tmp directory with Basic auth, on a free loopback port."""
+    yield from _file_server("webdav", "webdav4", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory) -> Iterator[FileServer]:
+    """An asyncssh SFTP server (password auth, chrooted to a tmp directory) on a free loopback port."""
+    yield from _file_server("sftp", "sshfs", tmp_path_factory)
