@@ -7,8 +7,8 @@ wants the server as its ``base_url`` option and the path apart. ``PKGDL_STORAGE_
 
 from __future__ import annotations
 
-from typing import Any
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from storage_backends.generic import FsspecBackend
