@@ -20,11 +20,11 @@ def _settings() -> Settings:
 
 
 def _storage(settings: Settings, for_writing: bool = False):  # noqa: ANN202 - a storage_backends.Storage
-    from storage_backends import create_local_root, open_storage
+    from storage_backends import create_root, open_storage
 
-    if for_writing:
-        create_local_root(settings.storage_url)
     try:
+        if for_writing:
+            create_root(settings.storage_url, settings.storage_options)
         return open_storage(settings.storage_url, settings.storage_options)
     except ValueError as exc:
         raise click.ClickException(f"PKGDL_STORAGE_URL: {exc}") from None

@@ -13,7 +13,7 @@ from app.importer import add_packages
 from app.links import download_url
 from app.tokens import PackageRef, TokenService
 from app.users import User, hash_password, load_users, save_users
-from storage_backends import create_local_root, open_storage
+from storage_backends import create_root, open_storage
 
 DEMO_LOGIN = "demo"
 DEMO_UID, DEMO_SIID = "demo", 1
@@ -33,7 +33,7 @@ def seed_demo(settings: Settings, var_dir: str | os.PathLike = "var") -> str:
     var.mkdir(parents=True, exist_ok=True)
     keys = settings.secret_keys or _ensure_secret_key(var / "secret_keys")
     password = _ensure_demo_user(Path(settings.users_file), var / "demo-password")
-    create_local_root(settings.storage_url)
+    create_root(settings.storage_url, settings.storage_options)
     storage = open_storage(settings.storage_url, settings.storage_options)
     first_pid = None
     with tempfile.TemporaryDirectory() as scratch:

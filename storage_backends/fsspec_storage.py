@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, BinaryIO, cast
@@ -83,9 +82,20 @@ class FsspecStorage:
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         self._backend = backend_for(url, dict(options or {}))
-        self._errors = functools.partial(translated_errors, self._backend.unknown_errors_are_outages)
         # Async filesystems (s3, http) must not be reused across a fork.
         self._filesystems: PerProcess[Any] = PerProcess(self._backend.create_filesystem)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate faults into built-ins. A generic store's outage also drops this process's filesystem: some
+        (sshfs) keep a dead connection after their server restarts, and the next request builds a new one."""
+        try:
+            with translated_errors(self._backend.unknown_errors_are_outages):
+                yield
+        except (ConnectionError, TimeoutError):
+            if self._backend.unknown_errors_are_outages:
+                self._filesystems.take()
+            raise
 
     def _filesystem(self) -> Any:
         """The filesystem of this process."""
@@ -167,6 +177,11 @@ class FsspecStorage:
         location = self._backend.locate(checked_path(path))
         with self._errors():
             return self._backend.replace_if(self._filesystem(), location, data, version)
+
+    def create_root(self) -> None:
+        """Create the root where the store has directories (generic stores: makedirs; S3, HTTP: nothing)."""
+        with self._errors():
+            self._backend.create_root(self._filesystem())
 
     def ping(self) -> None:
         """Raise a built-in storage error unless the root answers."""

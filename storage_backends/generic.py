@@ -119,10 +119,19 @@ class FsspecBackend:
 
     def root_exists(self, fs: Any) -> bool:
         """Whether the root itself is there (a missing root is an outage, not a missing object)."""
+        try:
+            fs.info(self.root)
+        except FileNotFoundError:
+            return False
         return True
 
     def ping(self, fs: Any) -> None:
-        """Raise unless the root answers."""
+        """Raise unless the root answers (a directory, or whatever the store calls its root)."""
+        fs.info(self.root)
+
+    def create_root(self, fs: Any) -> None:
+        """Make the root directory (stores without directories make nothing)."""
+        fs.makedirs(self.root, exist_ok=True)
 
     def local_path(self, location: str) -> str | None:
         """The filesystem path of an object, for local roots only."""

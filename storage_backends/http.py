@@ -84,6 +84,9 @@ class HttpBackend(FsspecBackend):
         """HTTP roots are read-only."""
         raise PermissionError(errno.EROFS, "storage is read-only")
 
+    def create_root(self, fs: Any) -> None:
+        """Read-only: nothing to create."""
+
     def ping(self, fs: Any) -> None:
         """The server answers the root URL with any status below 500."""
         status, _ = _head(fs, self.root.rstrip("/") + "/")

@@ -18,6 +18,13 @@ class MemoryBackend(FsspecBackend):
         """memory://name: a root in the process's memory store."""
         return cls("/" + url.partition("://")[2].strip("/"), options)
 
+    def root_exists(self, fs: Any) -> bool:
+        """The process's memory is always there."""
+        return True
+
+    def ping(self, fs: Any) -> None:
+        """Nothing to reach."""
+
     def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
         """One assignment in the process's store: atomic already."""
         fs.pipe_file(location, data)

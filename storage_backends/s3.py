@@ -127,6 +127,9 @@ class S3Backend(FsspecBackend):
             return False
         return True
 
+    def create_root(self, fs: Any) -> None:
+        """The bucket is the operator's (created with its policies); a prefix needs nothing."""
+
     def ping(self, fs: Any) -> None:
         """The bucket answers with our credentials."""
         if not self.root_exists(fs):
