@@ -354,6 +354,7 @@ _HINTS = (
     ("users file", "not found", "`pkgdl users add LOGIN` creates it (or `pkgdl demo` for a try-out)"),
     ("users file", "", "fix the file or set PKGDL_USERS_FILE (README, Users)"),
     ("storage", "not found", "`pkgdl demo` or `pkgdl catalog add` creates it, or set PKGDL_STORAGE_URL"),
+    ("storage", "invalid", "see README, Storage backends"),
     ("storage", "refused", "check the key and secret in PKGDL_STORAGE_OPTIONS, and the bucket's permissions"),
     ("storage", "", "is the storage server up and PKGDL_STORAGE_OPTIONS' endpoint_url right?"),
     ("burn-list", "", "is Redis up at PKGDL_BURNLIST_URL (or the SQLite file's directory writable)?"),
@@ -372,10 +373,12 @@ def _diagnosis(check_name: str, exc: BaseException) -> str:
 
 def _check_storage(settings: Settings) -> None:
     """Reach the storage root; a local root that does not exist is named as such (not as an outage)."""
+    from storage_backends import open_storage
+
     root = urlsplit(settings.storage_url)
     if root.scheme == "file" and not Path(unquote(root.path)).is_dir():
         raise FileNotFoundError(f"the directory {unquote(root.path)} does not exist")
-    _storage(settings).ping()
+    open_storage(settings.storage_url, settings.storage_options).ping()  # ValueError: the URL, or a missing extra
 
 
 def _check_scan(storage, uid: str, siid: int, sid: int) -> None:  # noqa: ANN001 - a storage_backends.Storage

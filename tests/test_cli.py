@@ -253,3 +253,21 @@ def test_help_lists_our_commands_only():
     names = set(run("--help").output.split("Commands:")[1].split())
     assert {"users", "catalog", "token", "burnlist", "check", "demo"} <= names
     assert not {"run", "shell", "routes"} & names  # Flask's development server logs query strings (tokens)
+
+
+def test_check_names_the_extra_a_storage_url_needs(env, monkeypatch):
+    import fsspec
+
+    real = fsspec.get_filesystem_class
+
+    def without_gcsfs(protocol):
+        if protocol in ("gs", "gcs"):
+            raise ImportError("Install gcsfs to access Google Storage")
+        return real(protocol)
+
+    monkeypatch.setattr(fsspec, "get_filesystem_class", without_gcsfs)
+    monkeypatch.setenv("PKGDL_STORAGE_URL", "gs://bucket/packages")
+    result = run("check")
+    line = next(line for line in result.output.splitlines() if line.startswith("FAIL  storage"))
+    assert line == ("FAIL  storage (gs://bucket/packages): invalid: storage URL scheme 'gs' needs its fsspec "
+                    "implementation: pip install 'pkgdl[gcs]'; see README, Storage backends")
