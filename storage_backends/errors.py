@@ -108,6 +108,12 @@ def _type_table() -> tuple[tuple[type[BaseException], type[OSError] | object], .
         ]
     except ImportError:  # pragma: no cover - botocore pulls urllib3 in
         pass
+    try:  # the gcs extra
+        from gcsfs.retry import HttpError as GcsHttpError
+
+        table.append((GcsHttpError, lambda exc: error_for_status(getattr(exc, "code", 500) or 500) or ConnectionError))
+    except ImportError:
+        pass
     try:
         import aiohttp
 

@@ -120,14 +120,23 @@ class FsspecBackend:
     def root_exists(self, fs: Any) -> bool:
         """Whether the root itself is there (a missing root is an outage, not a missing object)."""
         try:
-            fs.info(self.root)
+            self.ping(fs)
         except FileNotFoundError:
             return False
         return True
 
     def ping(self, fs: Any) -> None:
-        """Raise unless the root answers (a directory, or whatever the store calls its root)."""
-        fs.info(self.root)
+        """Raise unless the root answers: the root directory, or, on object stores where a prefix exists only once
+        an object is under it, its bucket (the root's first component)."""
+        try:
+            fs.info(self.root)
+        except FileNotFoundError:
+            top = self.root.strip("/").split("/", 1)[0]
+            if top == self.root.strip("/"):
+                raise
+            info = fs.info(top)
+            if info.get("type") != "directory":
+                raise
 
     def create_root(self, fs: Any) -> None:
         """Make the root directory (stores without directories make nothing)."""

@@ -15,6 +15,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
+from storage_backends.gcs import GcsBackend
 from storage_backends.generic import FsspecBackend
 from storage_backends.http import HttpBackend
 from storage_backends.local import LocalBackend
@@ -30,6 +31,8 @@ BUILTIN: dict[str, type[FsspecBackend]] = {
     "s3a": S3Backend,
     "http": HttpBackend,
     "https": HttpBackend,
+    "gs": GcsBackend,
+    "gcs": GcsBackend,
     "webdav": WebdavBackend,
     "webdavs": WebdavBackend,
 }

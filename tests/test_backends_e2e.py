@@ -1,9 +1,11 @@
-"""The further fsspec backends end to end, on real servers (wsgidav for WebDAV, asyncssh for SFTP): `catalog add`
+"""The further fsspec backends end to end, on real servers (wsgidav for WebDAV, asyncssh for SFTP, fake-gcs-server for
+Google Cloud Storage): `catalog add`
 into each through the CLI, then real gunicorn serving downloads, ranges, 304s, tokens and resumes from it, and the
 server stopped or paused (503 before the first byte, a truncated transfer after it)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -11,18 +13,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.processes import FileServer, Service
+from deploy.processes import FileServer, GcsServer, Service
+from storage_backends.fsspec_storage import FsspecStorage
 from tests.fixtures_service import make_service
 from tests.test_faults import ALICE, DEB, OPENSSL, assert_generic_error, assert_healthy, fetch, mint
 
 pytestmark = pytest.mark.integration
-BACKENDS = ["webdav", "sftp"]
+BACKENDS = ["webdav", "sftp", "gcs"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def served(request, tmp_path_factory) -> Iterator[tuple[Service, FileServer]]:
+def served(request, tmp_path_factory) -> Iterator[tuple[Service, FileServer | GcsServer]]:
     """gunicorn whose storage is the backend's server, seeded by `pkgdl catalog add` into it."""
-    server: FileServer = request.getfixturevalue(f"{request.param}_server")
+    server = request.getfixturevalue(f"{request.param}_server")
     env = {"PKGDL_STORAGE_URL": server.url(f"e2e-{request.param}"),
            "PKGDL_STORAGE_OPTIONS": json.dumps(server.options), "PKGDL_CATALOG_TTL": "0"}
     service = make_service(tmp_path_factory.mktemp(f"e2e-{request.param}"), env)
@@ -31,12 +34,16 @@ def served(request, tmp_path_factory) -> Iterator[tuple[Service, FileServer]]:
 
 
 def test_catalog_add_stored_the_blobs_and_the_manifest_on_the_server(served):
+    """Looked at with the store's own fsspec filesystem, apart from pkgdl's reading code."""
     service, server = served
-    exported = server.root / service.env["PKGDL_STORAGE_URL"].rsplit("/", 1)[1]
-    assert (exported / "alice" / "12" / "34" / "packages.json").is_file()
-    blobs = {path.read_bytes() for path in (exported / "blobs").rglob("*") if path.is_file()}
-    assert {path.read_bytes() for path in service.files.values()} <= blobs
-    assert not list(exported.rglob("*.tmp"))  # the temp objects of atomic writes are gone
+    root = FsspecStorage(service.env["PKGDL_STORAGE_URL"], server.options)
+    fs, base = root._filesystem(), root._backend.root
+    assert fs.isfile(f"{base}/alice/12/34/packages.json")
+    stored = fs.find(base)
+    for source in service.files.values():
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        assert fs.cat_file(f"{base}/blobs/sha256/{digest[:2]}/{digest}") == source.read_bytes()
+    assert not [path for path in stored if path.endswith(".tmp")]  # the temp objects of atomic writes are gone
     listed = service.cli("catalog", "list", "--uid", "alice", "--siid", "12", "--sid", "34").stdout
     assert OPENSSL in listed and DEB in listed
 
@@ -67,7 +74,7 @@ def test_the_server_stopped_is_503_and_the_token_survives(served, tmp_path):
         down = fetch(link, tmp=tmp_path, max_time=60)
         assert down.status == 503, down.body
         assert down.header("Retry-After")
-        assert_generic_error(down, service, str(server.port), server.password)
+        assert_generic_error(down, service, str(server.port), getattr(server, "password", None) or server.bucket)
         assert fetch(f"{service.base_url}/readyz", tmp=tmp_path).status == 503
     finally:
         server.start()

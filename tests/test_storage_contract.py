@@ -132,6 +132,18 @@ def _exported(kind: str):
     return factory
 
 
+def _gcs(request, tmp_path: Path) -> Backend:
+    server = request.getfixturevalue("gcs_server")
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    storage = FsspecStorage(server.url(prefix), server.options)
+
+    def delete(path: str) -> None:
+        storage._filesystem().rm_file(f"{server.bucket}/{prefix}/{path}")
+
+    secrets = [server.bucket, prefix, f"127.0.0.1:{server.port}"]
+    return Backend("gcs", storage, storage.write_bytes, delete=delete, secrets=secrets)
+
+
 def _fake(request, tmp_path: Path) -> Backend:
     """The view tests' dict-backed FakeStorage (tests/fixtures_app.py): it must keep the same contract."""
     storage = FakeStorage()
@@ -139,11 +151,11 @@ def _fake(request, tmp_path: Path) -> Backend:
 
 
 FACTORIES = {"local": _local, "memory": _memory, "s3": _s3, "http": _http, "webdav": _exported("webdav"),
-             "sftp": _exported("sftp"), "fake": _fake}
+             "sftp": _exported("sftp"), "gcs": _gcs, "fake": _fake}
 
 
 # These backends need real servers: their cases are integration tests (`make test-fast` skips them).
-_REAL_SERVERS = {"s3", "http", "webdav", "sftp"}
+_REAL_SERVERS = {"s3", "http", "webdav", "sftp", "gcs"}
 
 
 @pytest.fixture(params=[pytest.param(name, marks=pytest.mark.integration) if name in _REAL_SERVERS else name
