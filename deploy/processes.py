@@ -731,3 +731,97 @@ def start_gcs(home: Path) -> GcsServer:
     server = GcsServer(binary, home)
     server.start()
     return server
+
+
+# ---- Azure Blob (Azurite, from npm) -------------------------------------------------------------------------------
+# Azurite's well-known development account (public in Microsoft's documentation; it only ever opens Azurite).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_binary(cache: Path) -> str | None:
+    """azurite-blob from npm, installed once under ``cache`` (Node and npm from Debian or the machine); None when
+    npm is missing or the install fails."""
+    binary = cache / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+    if binary.exists():
+        return str(binary)
+    npm = shutil.which("npm")
+    if npm is None:
+        return None
+    (cache / "azurite").mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(cache / "azurite"),
+                           "azurite@3"], capture_output=True, timeout=600)
+    return str(binary) if done.returncode == 0 and binary.exists() else None
+
+
+@dataclass
+class AzuriteServer:
+    """Azurite's blob service on a loopback port with one container, data under ``home``."""
+
+    binary: str
+    home: Path
+    container: str = "pkgdl-test"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.home / "azurite.log"
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};")
+
+    def url(self, prefix: str = "") -> str:
+        """An az:// storage URL in the container."""
+        return f"az://{self.container}/{prefix}".rstrip("/")
+
+    @property
+    def options(self) -> dict:
+        """PKGDL_STORAGE_OPTIONS for adlfs against this server."""
+        return {"connection_string": self.connection_string}
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        require_free(self.port, "azurite")
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        command = [self.binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location",
+                   str(self.home / "data"), "--silent", "--skipApiVersionCheck", "--loose"]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, self.process, self.log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """SIGSTOP for the block."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
+    def create_container(self) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        with contextlib.suppress(Exception):  # already there after a restart
+            BlobServiceClient.from_connection_string(self.connection_string).create_container(self.container)
+
+
+def start_azurite(home: Path, binary: str) -> AzuriteServer:
+    """Azurite with its container on a free loopback port; the caller stops it."""
+    home.mkdir(parents=True, exist_ok=True)
+    server = AzuriteServer(binary, home)
+    server.start()
+    server.create_container()
+    return server

@@ -108,6 +108,19 @@ def _type_table() -> tuple[tuple[type[BaseException], type[OSError] | object], .
         ]
     except ImportError:  # pragma: no cover - botocore pulls urllib3 in
         pass
+    try:  # the azure extra
+        from azure.core import exceptions as azure
+
+        table += [
+            (azure.ResourceNotFoundError, FileNotFoundError),
+            (azure.ClientAuthenticationError, PermissionError),
+            (azure.ServiceRequestTimeoutError, TimeoutError),
+            (azure.ServiceResponseTimeoutError, TimeoutError),
+            (azure.HttpResponseError, lambda exc: error_for_status(exc.status_code or 500) or ConnectionError),
+            (azure.AzureError, ConnectionError),  # ServiceRequestError (refused, DNS), ServiceResponseError (reset)
+        ]
+    except ImportError:
+        pass
     try:  # the gcs extra
         from gcsfs.retry import HttpError as GcsHttpError
 

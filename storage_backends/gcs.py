@@ -8,7 +8,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from storage_backends.generic import FsspecBackend, checked_path
+from storage_backends.generic import READ_AHEAD, FsspecBackend, checked_path
 
 # A read of a manifest and its generation that saw the object replaced in between is tried again this many times.
 VERSIONED_READ_ATTEMPTS = 3
@@ -47,6 +47,10 @@ class GcsBackend(FsspecBackend):
         from gcsfs.core import GCSFileSystem
 
         return GCSFileSystem(skip_instance_cache=True, **options)
+
+    def open_options(self) -> dict[str, Any]:
+        """Bounded reads, as for S3 and HTTP."""
+        return {"block_size": READ_AHEAD, "cache_type": "readahead"}
 
     def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
         """One upload: a GCS object appears whole or not at all."""

@@ -15,6 +15,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
+from storage_backends.azure import AzureBackend
 from storage_backends.gcs import GcsBackend
 from storage_backends.generic import FsspecBackend
 from storage_backends.http import HttpBackend
@@ -31,6 +32,9 @@ BUILTIN: dict[str, type[FsspecBackend]] = {
     "s3a": S3Backend,
     "http": HttpBackend,
     "https": HttpBackend,
+    "az": AzureBackend,
+    "abfs": AzureBackend,
+    "abfss": AzureBackend,
     "gs": GcsBackend,
     "gcs": GcsBackend,
     "webdav": WebdavBackend,

@@ -7,17 +7,22 @@ are their fixtures.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from deploy.processes import (
+    AzuriteServer,
     FileServer,
     GcsServer,
     NginxStatic,
     SeaweedFS,
+    azurite_binary,
     fake_gcs_binary,
     find_binary,
+    start_azurite,
     start_file_server,
     start_gcs,
     start_seaweedfs,
@@ -85,3 +90,24 @@ def gcs_server(tmp_path_factory) -> Iterator[GcsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory) -> Iterator[AzuriteServer]:
+    """Azurite's blob service (npm `azurite`, installed once into PKGDL_TEST_CACHE or ~/.cache/pkgdl-tests)."""
+    pytest.importorskip("adlfs", reason="the azure extra is not installed (pip install -e '.[test,azure]')")
+    cache = Path(os.environ.get("PKGDL_TEST_CACHE") or Path.home() / ".cache" / "pkgdl-tests")
+    binary = azurite_binary(cache)
+    if binary is None:
+        pytest.skip("azurite could not be installed (npm install azurite needs Node and npm)")
+    server = start_azurite(tmp_path_factory.mktemp("azurite"), binary)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azure_server(azurite) -> AzuriteServer:
+    """The same, under the name the backend tests look up."""
+    return azurite

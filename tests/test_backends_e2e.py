@@ -1,5 +1,5 @@
 """The further fsspec backends end to end, on real servers (wsgidav for WebDAV, asyncssh for SFTP, fake-gcs-server for
-Google Cloud Storage): `catalog add`
+Google Cloud Storage, Azurite for Azure Blob): `catalog add`
 into each through the CLI, then real gunicorn serving downloads, ranges, 304s, tokens and resumes from it, and the
 server stopped or paused (503 before the first byte, a truncated transfer after it)."""
 
@@ -13,17 +13,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.processes import FileServer, GcsServer, Service
+from deploy.processes import AzuriteServer, FileServer, GcsServer, Service
 from storage_backends.fsspec_storage import FsspecStorage
 from tests.fixtures_service import make_service
 from tests.test_faults import ALICE, DEB, OPENSSL, assert_generic_error, assert_healthy, fetch, mint
 
 pytestmark = pytest.mark.integration
-BACKENDS = ["webdav", "sftp", "gcs"]
+BACKENDS = ["webdav", "sftp", "gcs", "azure"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def served(request, tmp_path_factory) -> Iterator[tuple[Service, FileServer | GcsServer]]:
+def served(request, tmp_path_factory) -> Iterator[tuple[Service, FileServer | GcsServer | AzuriteServer]]:
     """gunicorn whose storage is the backend's server, seeded by `pkgdl catalog add` into it."""
     server = request.getfixturevalue(f"{request.param}_server")
     env = {"PKGDL_STORAGE_URL": server.url(f"e2e-{request.param}"),
@@ -74,7 +74,8 @@ def test_the_server_stopped_is_503_and_the_token_survives(served, tmp_path):
         down = fetch(link, tmp=tmp_path, max_time=60)
         assert down.status == 503, down.body
         assert down.header("Retry-After")
-        assert_generic_error(down, service, str(server.port), getattr(server, "password", None) or server.bucket)
+        secret = getattr(server, "password", None) or getattr(server, "bucket", None) or server.container
+        assert_generic_error(down, service, str(server.port), secret)
         assert fetch(f"{service.base_url}/readyz", tmp=tmp_path).status == 503
     finally:
         server.start()
