@@ -10,7 +10,6 @@ from fsspec.asyn import sync
 
 from storage_backends.generic import READ_AHEAD, FsspecBackend, checked_path
 
-
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
 
