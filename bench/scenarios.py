@@ -5,6 +5,7 @@ every run), and returns `Row`s of raw per-run numbers; bench.report turns them i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import secrets
@@ -26,6 +27,7 @@ from bench import servers
 from bench.load import LoadError, RssSampler, curl_speed, established_to, rss_kib, slow_readers, wrk
 from bench.servers import SID, SIID, UID, MiB, Pkgdl, SeaweedFS, Server
 from deploy.tls import KEY_NAME
+from storage_backends.fsspec_storage import FsspecStorage
 
 # Targets: a ratio pkgdl/reference to reach (higher is better), or a bound for absolute rows (lower is better).
 # The targets of the performance issue (ratios to the reference measured in the same run). They are goals, not what
@@ -38,6 +40,7 @@ TARGETS = {
     "304": 0.9,  # Basic 304 with a warm credential cache vs a bare Flask 304 under the same gunicorn config
     "token": 0.8,  # token downloads (verify + burn) vs Basic downloads of the same small file
     "s3": 0.9,  # S3 object through pkgdl vs a direct GET of it (baseline: s3fs ~0.45)
+    "backend": 0.8,  # a further backend's object through pkgdl vs reading it with its own fsspec filesystem
     "rss_mib": 16.0,  # worker RSS growth while streaming, MiB
 }
 LARGE_NAME = "bench-large{mib}-1.0-1.x86_64.rpm"
@@ -488,6 +491,48 @@ def large_s3(world: World, plan: Plan) -> list[Row]:
     return rows
 
 
+# ---- 8: the further storage backends, each against a direct read from its own server ----------------------------
+def other_backends(world: World, plan: Plan) -> list[Row]:
+    """For WebDAV, SFTP, GCS and Azure (servers from deploy/processes.py, as the tests use): pkgdl streaming the first
+    large file (Basic, curl) against the same object read straight from the same server by the backend's own fsspec
+    filesystem in 1 MiB reads, interleaved. A backend whose server or extra is missing is left out, with the reason."""
+    rows, size = [], plan.large_sizes[0]
+    name = LARGE_NAME.format(mib=size // MiB)
+    source = next(path for path in (world.home / "files").iterdir() if path.name == name)
+    for kind, start in servers.OTHER_BACKENDS.items():
+        try:
+            server = start(world.home / f"backend-{kind}")
+        except Exception as exc:  # noqa: BLE001 - one backend missing leaves only its row out
+            rows.append(Row(f"8. {kind} single stream {size // MiB} MiB", "MiB/s", note=f"not run: {exc}"[:200]))
+            continue
+        service = servers.start_pkgdl(f"pkgdl-{kind}", world.home, [source], world.secret_keys,
+                                      server.url("bench"), server.options)
+        storage = FsspecStorage(server.url("bench"), server.options)
+        fs, location = storage._filesystem(), storage._backend.locate(service.blobs[name])
+        row = Row(f"8. {kind} single stream {size // MiB} MiB", "MiB/s", reference_name="its fsspec filesystem",
+                  target=TARGETS["backend"])
+        url, auth = service.server.base_url + service.path(name), {"Authorization": service.authorization}
+        through_pkgdl = functools.partial(_speed_mib, url, size, auth)
+        direct = functools.partial(_direct_read, fs, location, size, storage._backend.open_options())
+        rows.append(interleaved(plan.runs, through_pkgdl, direct, row))
+    return rows
+
+
+def _speed_mib(url: str, size: int, headers: dict[str, str]) -> float:
+    return curl_speed(url, size, headers) / MiB
+
+
+def _direct_read(fs: object, location: str, size: int, options: dict) -> float:
+    """MiB/s reading the object whole with the filesystem itself, 1 MiB at a time (what pkgdl's worker does)."""
+    started, received = time.perf_counter(), 0
+    with fs.open(location, "rb", **options) as handle:  # type: ignore[attr-defined]
+        while chunk := handle.read(MiB):
+            received += len(chunk)
+    if received != size:
+        raise LoadError(f"direct read got {received} of {size} bytes")
+    return size / MiB / (time.perf_counter() - started)
+
+
 # ---- 7: 200 slow readers through the production nginx -----------------------------------------------------------
 SLOW_READERS = 200
 SLOW_RATE = 256 * 1024  # bytes/s per reader, at most
@@ -644,4 +689,5 @@ SCENARIOS: list[tuple[str, Callable[[World, Plan], list[Row]]]] = [
     ("4 token downloads", token_downloads),
     ("5/6 S3 large object", large_s3),
     ("7 200 slow readers through nginx", slow_readers_nginx),
+    ("8 further storage backends (WebDAV, SFTP, GCS, Azure)", other_backends),
 ]

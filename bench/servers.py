@@ -16,8 +16,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.importer import blob_path
 from deploy import processes
@@ -308,3 +310,33 @@ def write_random_file(path: Path, size: int, seed: str) -> Path:
             out.write(rng.randbytes(piece))
             remaining -= piece
     return path
+
+
+# ---- the further storage backends' servers (scenario 8) ----------------------------------------------------------
+def _file_server(kind: str) -> Callable[[Path], processes.FileServer]:
+    def start_one(home: Path) -> processes.FileServer:
+        server = processes.start_file_server(kind, home)
+        _track(kind, server.process, server.log, server.port)
+        return server
+    return start_one
+
+
+def _gcs(home: Path) -> processes.GcsServer:
+    server = processes.start_gcs(home)
+    _track("gcs", server.process, server.log, server.port)
+    return server
+
+
+def _azure(home: Path) -> processes.AzuriteServer:
+    cache = Path(os.environ.get("PKGDL_TEST_CACHE") or Path.home() / ".cache" / "pkgdl-tests")
+    binary = processes.azurite_binary(cache)
+    if binary is None:
+        raise FileNotFoundError("azurite could not be installed (npm)")
+    server = processes.start_azurite(home, binary)
+    _track("azurite", server.process, server.log, server.port)
+    return server
+
+
+OTHER_BACKENDS: dict[str, Callable[[Path], Any]] = {
+    "webdav": _file_server("webdav"), "sftp": _file_server("sftp"), "gcs": _gcs, "azure": _azure,
+}

@@ -19,6 +19,7 @@ class AzureBackend(FsspecBackend):
     or connection_string)."""
 
     protocol = "az"
+    read_again_after_reconnect = False  # the SDK's retry policy (create_filesystem) retries already
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> AzureBackend:

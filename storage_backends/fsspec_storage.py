@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Mapping
-from typing import IO, Any, BinaryIO, cast
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any, BinaryIO, TypeVar, cast
 
 from storage_backends.base import BlobSizeMismatch
 from storage_backends.errors import MESSAGES, translated_errors
 from storage_backends.generic import READ_AHEAD, checked_path  # noqa: F401 - re-exported
 from storage_backends.per_process import PerProcess
 from storage_backends.registry import backend_for
+
+T = TypeVar("T")
 
 
 class BlobReader(io.RawIOBase):
@@ -119,18 +121,30 @@ class FsspecStorage:
         except OSError:
             return False
 
+    def _read(self, operation: Callable[[Any], T]) -> T:
+        """Run a read on this process's filesystem, faults translated. A generic store's connection found dead (its
+        server restarted) is dropped by _errors and the read tried once more on a new one, so each worker's first
+        request after an outage does not fail for it."""
+        for attempt in (1, 2):
+            try:
+                with self._storage_errors():
+                    return operation(self._filesystem())
+            except ConnectionError:
+                if attempt == 2 or not (self._backend.unknown_errors_are_outages
+                                        and self._backend.read_again_after_reconnect):
+                    raise
+        raise AssertionError("unreachable")
+
     def open_blob(self, path: str, size: int) -> BinaryIO:
         """Open an object for bounded, seekable reads after checking its size against the catalog's."""
         location = self._backend.locate(checked_path(path))
-        with self._storage_errors():
-            handle = self._backend.open_blob(self._filesystem(), location, size)
+        handle = self._read(lambda fs: self._backend.open_blob(fs, location, size))
         return cast(BinaryIO, BlobReader(handle, size, self._backend.unknown_errors_are_outages))
 
     def read_bytes(self, path: str) -> bytes:
         """Return a small object (a manifest) whole."""
         location = self._backend.locate(checked_path(path))
-        with self._storage_errors():
-            return self._backend.read_bytes(self._filesystem(), location)
+        return self._read(lambda fs: self._backend.read_bytes(fs, location))
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Store a small object atomically (local: temp + fsync + rename; S3: one PUT)."""
@@ -167,8 +181,7 @@ class FsspecStorage:
         """A small object and a version token for ``replace_if``; None when it does not exist."""
         location = self._backend.locate(checked_path(path))
         try:
-            with self._storage_errors():
-                return self._backend.read_versioned(self._filesystem(), location)
+            return self._read(lambda fs: self._backend.read_versioned(fs, location))
         except FileNotFoundError:
             return None
 
@@ -185,5 +198,4 @@ class FsspecStorage:
 
     def ping(self) -> None:
         """Raise a built-in storage error unless the root answers."""
-        with self._errors():
-            self._backend.ping(self._filesystem())
+        self._read(self._backend.ping)

@@ -21,6 +21,7 @@ class GcsBackend(FsspecBackend):
     """gcsfs; PKGDL_STORAGE_OPTIONS as gcsfs takes them (token, project, endpoint_url for an emulator...)."""
 
     protocol = "gs"
+    read_again_after_reconnect = False  # gcsfs retries six times itself
 
     @classmethod
     def from_url(cls, url: str, options: dict[str, Any]) -> GcsBackend:

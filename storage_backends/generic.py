@@ -40,6 +40,9 @@ class FsspecBackend:
     # Whether an exception the error table does not know is an outage (503) rather than a bug (500): true for stores
     # we know only through fsspec, whose client libraries raise their own exception types.
     unknown_errors_are_outages = True
+    # Whether a read that found the connection dead is tried once more on a new filesystem: clients that keep one
+    # connection (sshfs) do not reconnect by themselves; HTTP-based ones (gcsfs, adlfs) do, and retry already.
+    read_again_after_reconnect = True
 
     def __init__(self, root: str, options: dict[str, Any]) -> None:
         self.root = root

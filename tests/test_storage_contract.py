@@ -116,6 +116,7 @@ def _exported(kind: str):
         server = request.getfixturevalue(f"{kind}_server")
         prefix = f"t-{uuid.uuid4().hex[:12]}"
         storage = FsspecStorage(server.url(prefix), server.options)
+        (server.root / prefix).mkdir()  # the root directory exists, as after `pkgdl catalog add` or an operator
 
         def seed(path: str, data: bytes) -> None:
             target = server.root / prefix / path
@@ -369,7 +370,7 @@ def test_writes_on_http_are_refused(backend: Backend, tmp_path: Path) -> None:
     "url",
     [
         "nosuchfs://host/dir",
-        "gs://bucket",
+        "gs://",
         "relative/dir",
         "/abs/without/scheme",
         "file://relative",
