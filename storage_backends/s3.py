@@ -12,7 +12,7 @@ from fsspec.asyn import sync
 
 from storage_backends.base import BlobSizeMismatch
 from storage_backends.errors import raise_for_status
-from storage_backends.generic import FsspecBackend, RemoteObject, check_size, checked_path
+from storage_backends.generic import BucketBackend, RemoteObject, check_size
 from storage_backends.per_process import PerProcess
 
 S3_CONFIG_DEFAULTS: dict[str, Any] = {
@@ -27,22 +27,11 @@ S3FS_RETRIES = 2
 PRESIGNED_READ_SECONDS = 300
 
 
-class S3Backend(FsspecBackend):
+class S3Backend(BucketBackend):
     """S3 through s3fs, with timeouts and few retries so an outage surfaces in seconds, not minutes."""
 
     protocol = "s3"
     unknown_errors_are_outages = False
-
-    @classmethod
-    def from_url(cls, url: str, options: dict[str, Any]) -> S3Backend:
-        """s3://bucket/prefix (s3a:// too)."""
-        root = url.partition("://")[2].strip("/")
-        if not root.split("/", 1)[0]:
-            raise ValueError("s3:// storage URL needs a bucket: s3://bucket/prefix")
-        _, _, prefix = root.partition("/")
-        if prefix:
-            checked_path(prefix)
-        return cls(root, options)
 
     def __init__(self, root: str, options: dict[str, Any]) -> None:
         options = dict(options)
@@ -63,14 +52,6 @@ class S3Backend(FsspecBackend):
         """HEAD for the size (and a clean 404/403 before any byte), then one streaming GET per read position."""
         check_size(fs.info(location)["size"], size)
         return _S3Stream(lambda: self.presigned_url(fs, location, PRESIGNED_READ_SECONDS), self._http_pool(), size)
-
-    def write_bytes(self, fs: Any, location: str, data: bytes) -> None:
-        """One PUT: S3 replaces an object atomically."""
-        fs.pipe_file(location, data)
-
-    def put_file(self, fs: Any, source: str, location: str) -> None:
-        """One upload (multipart for large files): the object appears whole when it completes."""
-        fs.put_file(source, location)
 
     def _http_pool(self) -> Any:
         """This process's urllib3 pool for the object GETs (thread-safe; connections kept alive between reads)."""
@@ -126,9 +107,6 @@ class S3Backend(FsspecBackend):
         except FileNotFoundError:
             return False
         return True
-
-    def create_root(self, fs: Any) -> None:
-        """The bucket is the operator's (created with its policies); a prefix needs nothing."""
 
     def ping(self, fs: Any) -> None:
         """The bucket answers with our credentials."""
