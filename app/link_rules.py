@@ -24,7 +24,7 @@ RESERVE_BLOCK = 8 << 20
 # Requests one link may admit in all: bounds the state kept per link (each admitted request is recorded until it
 # ends) and a link used as a stream of one-byte ranges.
 MAX_REQUESTS = 256
-# The value the stores keep for a burn that predates resumable links (and for single-use release tickets).
+# The value the stores keep for a burn that predates resumable links (BurnList.burn still writes it: bench compares).
 BURNED = "1"
 
 Interval = tuple[int, int]  # [start, end) in the package
@@ -52,7 +52,7 @@ class LinkState:
     revoked_at: float | None = None
     # (request id, bytes) of a claim recorded as already written: see admit's `assume_written`
     assumed: tuple[str, int] | None = None
-    legacy: bool = False  # burned before resumable links (or a release ticket): spent
+    legacy: bool = False  # burned before resumable links: spent
 
     def to_json(self) -> str:
         return json.dumps({"at": self.claimed_at, "etag": self.etag, "size": self.size, "sent": self.sent,
