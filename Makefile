@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint demo clean stack bench bench-quick fuzz audit compose-env
+.PHONY: run test test-fast lint demo clean stack bench bench-quick bench-scan fuzz audit compose-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-quick: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench.run
+
+# A whole scan migrated by 8 parallel clients, Basic and listing + tokens, against nginx (QUICK=1: 200 packages).
+bench-scan: $(STAMP)
+	$(BIN)/python -m bench.scan $(if $(QUICK),--quick)
 
 # Dependency audit (skipped with a message where PyPI's vulnerability data is unreachable).
 audit: $(STAMP)
