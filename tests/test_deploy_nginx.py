@@ -117,7 +117,16 @@ def s3_deployment(tmp_path_factory, make_nginx, redis_server, seaweedfs) -> Iter
     yield from _deploy(home, make_nginx, env, home / "unused", seaweedfs.endpoint_url, replicas=1)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(scope="module")
+def azure_deployment(tmp_path_factory, make_nginx, redis_server, azurite) -> Iterator[Deployment]:
+    """An az:// root on Azurite: X-Accel offload through the same internal location, with SAS URLs."""
+    home = tmp_path_factory.mktemp("deploy-azure")
+    env = {"PKGDL_BURNLIST_URL": redis_server.url, "PKGDL_STORAGE_URL": azurite.url("deploy"),
+           "PKGDL_STORAGE_OPTIONS": json.dumps(azurite.options)}
+    yield from _deploy(home, make_nginx, env, home / "unused", f"http://127.0.0.1:{azurite.port}", replicas=1)
+
+
+@pytest.fixture(params=["local", "s3", "azure"])
 def deployment(request) -> Deployment:
     return request.getfixturevalue(f"{request.param}_deployment")
 
@@ -162,9 +171,10 @@ def test_offload_is_identical_to_streaming(deployment, path_kind, name):
     assert ("referrer-policy" in offloaded.headers) == (path_kind == "token")
 
 
-def test_offload_really_is_offloaded(local_deployment, s3_deployment):
+def test_offload_really_is_offloaded(local_deployment, s3_deployment, azure_deployment):
     """The offload nginx sent the bytes itself (its access log shows the internal location)."""
-    for deployment, prefix in ((local_deployment, "/_pkgdl/local/blobs/"), (s3_deployment, "/_pkgdl/s3/")):
+    for deployment, prefix in ((local_deployment, "/_pkgdl/local/blobs/"), (s3_deployment, "/_pkgdl/s3/"),
+                               (azure_deployment, "/_pkgdl/s3/devstoreaccount1/")):
         assert get(deployment.offload.base_url + deployment.path(DEB), auth=ALICE).status_code == 200
         assert prefix in deployment.offload.access_log.read_text()
         assert "/_pkgdl/" not in deployment.streamed.access_log.read_text()
