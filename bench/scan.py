@@ -4,7 +4,10 @@ A seeded synthetic scan (log-normal sizes, median ~256 KiB, a heavy tail) is imp
 migrated by N parallel keep-alive clients: with Basic credentials, and with the listing's single-use links (one
 listing, then every binaryUri without credentials). The reference in the same run is nginx serving the same blob
 files statically to the same clients. Rounds are interleaved (order flipped every round); every downloaded file is
-checked against its sha256. Topology: gunicorn alone (2 workers x 8 threads, local storage, SQLite burn-list).
+checked against its sha256. Two topologies: gunicorn alone (2 workers x 8 threads, local storage, SQLite burn-list)
+against nginx serving the blobs over HTTP; and the production stack (deploy/nginx.conf.template with TLS in front of
+two gunicorn instances with X-Accel offload and the Redis burn-list) against nginx serving them over TLS with the
+same certificate and ciphers.
 
     .venv/bin/python -m bench.scan [--quick] [--packages N] [--clients N]
 """
@@ -33,6 +36,7 @@ import requests
 from bench import report, servers
 from bench.scenarios import Row
 from bench.servers import SID, SIID, UID, MiB
+from deploy.tls import KEY_NAME
 
 LOCAL_RESULTS = Path(__file__).parent / "results" / "local"
 TARGET = 0.8  # the issue's target: the whole scan in >= 0.8 of the reference's speed
@@ -76,8 +80,9 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / 100  # clock ticks (USER_HZ is 100 on Linux)
 
 
-def migrate(urls: list[tuple[str, str]], clients: int, headers: dict[str, str], serving: list[int]) -> Transfer:
-    """Download every (url, sha256) with `clients` threads, each its own keep-alive session."""
+def migrate(urls: list[tuple[str, str]], clients: int, headers: dict[str, str], serving: list[int],
+            ca_file: str | None = None) -> Transfer:
+    """Download every (url, sha256) with `clients` threads, each its own keep-alive session (trusting `ca_file`)."""
     queue = list(reversed(urls))
     lock = threading.Lock()
     result = Transfer(0.0, 0, 0)
@@ -90,7 +95,7 @@ def migrate(urls: list[tuple[str, str]], clients: int, headers: dict[str, str], 
                         return
                     url, sha256 = queue.pop()
                 started = time.perf_counter()
-                with session.get(url, headers=headers, stream=True, timeout=120) as response:
+                with session.get(url, headers=headers, stream=True, timeout=120, verify=ca_file or True) as response:
                     digest, first, size = hashlib.sha256(), None, 0
                     for chunk in response.iter_content(1 << 20):
                         first = first or time.perf_counter() - started
@@ -113,12 +118,29 @@ def migrate(urls: list[tuple[str, str]], clients: int, headers: dict[str, str], 
     return result
 
 
-def listing_links(service: servers.Pkgdl) -> list[str]:
-    """The scan's binaryUris (each with a fresh single-use token), from one XML listing with Basic credentials."""
-    url = f"{service.server.base_url}/users/{UID}/scannedinstances/{SIID}/scans/{SID}/packages"
-    answer = requests.get(url, headers={"Authorization": service.authorization}, timeout=120)
+def listing_links(service: servers.Pkgdl, front: servers.Server | None = None) -> list[str]:
+    """The scan's binaryUris (each with a fresh single-use token), from one XML listing with Basic credentials,
+    asked of `front` (the production nginx) or of the service itself."""
+    server = front or service.server
+    url = f"{server.base_url}/users/{UID}/scannedinstances/{SIID}/scans/{SID}/packages"
+    answer = requests.get(url, headers={"Authorization": service.authorization}, timeout=120,
+                          verify=server.ca_file or True)
     answer.raise_for_status()
-    return [f"{service.server.base_url}/{element.text}" for element in ET.fromstring(answer.content).iter("binaryUri")]
+    return [f"{server.base_url}/{element.text}" for element in ET.fromstring(answer.content).iter("binaryUri")]
+
+
+def _production_stack(service: servers.Pkgdl, home: Path) -> tuple[list[servers.Pkgdl], servers.Server,
+                                                                     servers.Server]:
+    """Two gunicorn instances over the service's storage and users, X-Accel offload, a Redis burn-list, behind
+    the template nginx with TLS; and the TLS static reference with the same certificate."""
+    redis = servers.start_redis(home)
+    settings = {"PKGDL_OFFLOAD": "x-accel", "PKGDL_BURNLIST_URL": f"redis://127.0.0.1:{redis.port}/0",
+                "PKGDL_TRUSTED_PROXIES": "1"}
+    stack = [servers.start_pkgdl_variant(service, f"stack-{number}", home, settings) for number in (1, 2)]
+    root = Path(service.env["PKGDL_STORAGE_URL"].removeprefix("file://"))
+    front = servers.start_template_nginx("nginx-template", home, [instance.server.port for instance in stack], root)
+    tls = (Path(front.ca_file), Path(front.ca_file).with_name(KEY_NAME))
+    return stack, front, servers.start_static_tls_nginx(home, root, tls)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,16 +166,30 @@ def main(argv: list[str] | None = None) -> int:
         sha = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
         basic = [(service.server.base_url + service.path(name), sha[name]) for name in files]
         static = [(f"{nginx.base_url}/{service.blobs[name]}", sha[name]) for name in files]
-        gunicorn = service.server.worker_pids()
         auth = {"Authorization": service.authorization}
-        kinds: dict[str, Callable[[], Transfer]] = {
-            "Basic": lambda: migrate(basic, args.clients, auth, gunicorn),
-            "listing + tokens": lambda: migrate(list(zip(listing_links(service), (s for _, s in basic), strict=True)),
-                                                args.clients, {}, gunicorn),
+        sha_list = [sha for _, sha in basic]
+        stack, front, tls_static = _production_stack(service, home)
+        stack_basic = [(front.base_url + service.path(name), sha[name]) for name in files]
+        tls_reference = [(f"{tls_static.base_url}/{service.blobs[name]}", sha[name]) for name in files]
+        serving = service.server.worker_pids()
+        stack_serving = [pid for instance in stack for pid in instance.server.worker_pids()] + [front.process.pid]
+        kinds: dict[str, tuple[Callable[[], Transfer], Callable[[], Transfer]]] = {
+            "gunicorn alone, Basic": (lambda: migrate(basic, args.clients, auth, serving),
+                                      lambda: migrate(static, args.clients, {}, [nginx.process.pid])),
+            "gunicorn alone, listing + tokens": (
+                lambda: migrate(list(zip(listing_links(service), sha_list, strict=True)), args.clients, {}, serving),
+                lambda: migrate(static, args.clients, {}, [nginx.process.pid])),
+            "production stack, Basic": (
+                lambda: migrate(stack_basic, args.clients, auth, stack_serving, front.ca_file),
+                lambda: migrate(tls_reference, args.clients, {}, [tls_static.process.pid], tls_static.ca_file)),
+            "production stack, listing + tokens": (
+                lambda: migrate(list(zip(listing_links(service, front), sha_list, strict=True)), args.clients, {},
+                                stack_serving, front.ca_file),
+                lambda: migrate(tls_reference, args.clients, {}, [tls_static.process.pid], tls_static.ca_file)),
         }
         for round_number in range(rounds):
-            for kind, run in kinds.items():
-                pair = [("pkgdl", run), ("nginx", lambda: migrate(static, args.clients, {}, [nginx.process.pid]))]
+            for kind, (run, reference) in kinds.items():
+                pair = [("pkgdl", run), ("nginx", reference)]
                 if round_number % 2:
                     pair.reverse()
                 outcome = {who: measure() for who, measure in pair}
@@ -166,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     context = [f"Command: `python -m bench.scan{' --quick' if args.quick else ''}`; {count} packages "
                f"({total / MiB:.0f} MiB, log-normal sizes, median {MEDIAN_SIZE // 1024} KiB, capped at "
                f"{cap // MiB} MiB), {args.clients} keep-alive clients, {rounds} interleaved rounds, "
-               f"{time.monotonic() - started_all:.0f} s in all. pkgdl: gunicorn (2 workers x 8 threads), local "
-               "storage, SQLite burn-list; reference: nginx serving the same blob files statically. Every file "
-               "checked against its sha256 ('wrong files' must be 0)."]
+               f"{time.monotonic() - started_all:.0f} s in all. 'gunicorn alone': 2 workers x 8 threads, local "
+               "storage, SQLite burn-list, against nginx serving the same blob files over HTTP. 'production stack': "
+               "deploy/nginx.conf.template (TLS) before two such instances with X-Accel offload and the Redis "
+               "burn-list, against nginx serving the blobs over TLS with the same certificate. CPU counts the "
+               "serving processes (gunicorn workers, and the front nginx for the stack). Every file checked "
+               "against its sha256 ('wrong files' must be 0)."]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = datetime.date.today().isoformat() + "-scan" + ("-quick" if args.quick else "")
     text = report.markdown(list(rows.values()), f"pkgdl whole-scan migration {stem}", context, [])

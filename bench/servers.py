@@ -128,9 +128,10 @@ def start_nginx(home: Path, root: Path) -> Server:
                  home, port)
 
 
-def start_template_nginx(name: str, home: Path, upstream_port: int, storage_root: Path) -> Server:
-    """nginx from the production deploy/nginx.conf.template (rendered by deploy/render_nginx.py) in front of one
-    gunicorn on `upstream_port`, with the X-Accel alias on `storage_root`; its logs and temp files under home/<name>.
+def start_template_nginx(name: str, home: Path, upstream_port: int | list[int], storage_root: Path) -> Server:
+    """nginx from the production deploy/nginx.conf.template (rendered by deploy/render_nginx.py) in front of the
+    gunicorn(s) on `upstream_port`, with the X-Accel alias on `storage_root`; its logs and temp files under
+    home/<name>.
 
     The access log is on (the template's `pkgdl` format, `$uri` being the internal location after an
     X-Accel-Redirect): scenario 1b reads it to check which way each download went.
@@ -138,8 +139,9 @@ def start_template_nginx(name: str, home: Path, upstream_port: int, storage_root
     home = home / name
     home.mkdir(parents=True)
     # deploy/processes.py renders and runs it (as `make stack` and the tests do); bench tracks the process itself.
+    ports = upstream_port if isinstance(upstream_port, list) else [upstream_port]
     nginx = processes.Nginx(find_binary("nginx", "/usr/sbin/nginx"), home, free_port(),
-                            (f"127.0.0.1:{upstream_port}",), storage_root)  # S3 location unused: local storage only
+                            tuple(f"127.0.0.1:{port}" for port in ports), storage_root)  # local storage only
     nginx.write_conf()
     server = start(name, nginx.command(), home, nginx.port)
     server.ca_file = nginx.ca_file  # it terminates TLS, with a certificate made under home/tls
