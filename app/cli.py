@@ -190,7 +190,8 @@ def token() -> None:
 @click.option("--max-age", type=click.IntRange(min=1), default=None,
               help="Lifetime in seconds, at most PKGDL_TOKEN_MAX_AGE.")
 def token_mint(uid: str, siid: int, sid: int, pid: int, max_age: int | None) -> None:
-    """Print a full single-use download URL (PKGDL_PUBLIC_URL + path + token), ready for an email."""
+    """Print a full download URL (PKGDL_PUBLIC_URL + path + token; it delivers the package once, resumable),
+    ready for an email."""
     from app.links import download_url
     from app.tokens import PackageRef, TokenService
 

@@ -103,6 +103,17 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 2.0) -> None
         process.wait()
 
 
+@contextlib.contextmanager
+def paused(process: subprocess.Popen | None) -> Iterator[None]:
+    """Freeze a server for the block (SIGSTOP, then SIGCONT): the kernel accepts connections, nothing answers."""
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
 def _tail(log: Path, lines: int = 30) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
@@ -176,15 +187,9 @@ class SeaweedFS:
         """Stop the server (an outage); ``start()`` brings it back with the same data."""
         stop_process(self.process)
 
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
+    def paused(self) -> contextlib.AbstractContextManager[None]:
         """Freeze the server (SIGSTOP): connections are accepted by the kernel but never answered."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            self.process.send_signal(signal.SIGCONT)
+        return paused(self.process)
 
     def create_bucket(self, timeout: float = START_TIMEOUT) -> None:
         """Create the bucket, retrying while the filer behind the S3 gateway is still starting."""
@@ -610,15 +615,9 @@ class _BackendServer:
         stop_process(self.process)
         self.process = None
 
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
+    def paused(self) -> contextlib.AbstractContextManager[None]:
         """SIGSTOP for the block: connections open, nothing answers."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            self.process.send_signal(signal.SIGCONT)
+        return paused(self.process)
 
 
 # ---- WebDAV (wsgidav) and SFTP (asyncssh): the further storage backends' real servers --------------------------

@@ -91,19 +91,25 @@ def _s3(request, tmp_path: Path) -> Backend:
     return Backend("s3", storage, storage.write_bytes, delete=delete, secrets=secrets)
 
 
-def _http(request, tmp_path: Path) -> Backend:
-    server = request.getfixturevalue("nginx_static")
-    prefix = f"t-{uuid.uuid4().hex[:12]}"
-    storage = FsspecStorage(f"{server.base_url}/{prefix}")
+def _behind_its_back(directory: Path) -> tuple[Callable[[str, bytes], None], Callable[[str], None]]:
+    """Seed and delete objects in the directory a server exports, without going through the server."""
 
     def seed(path: str, data: bytes) -> None:
-        target = server.root / prefix / path
+        target = directory / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
 
     def delete(path: str) -> None:
-        (server.root / prefix / path).unlink()
+        (directory / path).unlink()
 
+    return seed, delete
+
+
+def _http(request, tmp_path: Path) -> Backend:
+    server = request.getfixturevalue("nginx_static")
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    storage = FsspecStorage(f"{server.base_url}/{prefix}")
+    seed, delete = _behind_its_back(server.root / prefix)
     endpoint = server.base_url.removeprefix("http://")
     secrets = [prefix, endpoint, str(server.root)]
     return Backend("http", storage, seed, writable=False, delete=delete, secrets=secrets)
@@ -117,14 +123,7 @@ def _exported(kind: str):
         prefix = f"t-{uuid.uuid4().hex[:12]}"
         storage = FsspecStorage(server.url(prefix), server.options)
         (server.root / prefix).mkdir()  # the root directory exists, as after `pkgdl catalog add` or an operator
-
-        def seed(path: str, data: bytes) -> None:
-            target = server.root / prefix / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-
-        def delete(path: str) -> None:
-            (server.root / prefix / path).unlink()
+        seed, delete = _behind_its_back(server.root / prefix)
 
         secrets = [prefix, f"127.0.0.1:{server.port}", str(server.root), server.password]
         # An SFTP server keeps an open file's bytes after unlink, as a local file does: no "deleted behind its back".

@@ -3,9 +3,11 @@ adapter for any protocol fsspec knows, and one line naming the extra when an imp
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,22 +59,32 @@ def test_unknown_schemes_are_refused_at_start():
 def plugin(tmp_path, monkeypatch):
     """A tiny third-party backend, installed as a distribution whose entry point registers scheme `tinyfs`: what
     `pip install pkgdl-tinyfs` would leave in site-packages."""
-    package = tmp_path / "pkgdl_tinyfs.py"
-    package.write_text(textwrap.dedent('''
+    source = textwrap.dedent('''
         from storage_backends.memory import MemoryBackend
 
         class TinyBackend(MemoryBackend):
             """tinyfs://name: the memory store under another scheme (a real plug-in wraps its own filesystem)."""
-    '''))
-    dist = tmp_path / "pkgdl_tinyfs-1.0.dist-info"
+    ''')
+    with _installed(tmp_path, monkeypatch, "pkgdl_tinyfs", "tinyfs = pkgdl_tinyfs:TinyBackend", source):
+        yield
+
+
+@contextlib.contextmanager
+def _installed(tmp_path, monkeypatch, module: str, entry: str, source: str) -> Iterator[None]:
+    """Install `module` (its `source`) as a distribution whose pkgdl.storage_backends entry point is `entry`, for
+    the block's duration."""
+    (tmp_path / f"{module}.py").write_text(source)
+    dist = tmp_path / f"{module}-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pkgdl-tinyfs\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[pkgdl.storage_backends]\ntinyfs = pkgdl_tinyfs:TinyBackend\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[pkgdl.storage_backends]\n{entry}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.plugins.cache_clear()
-    yield
-    registry.plugins.cache_clear()
-    sys.modules.pop("pkgdl_tinyfs", None)
+    try:
+        yield
+    finally:
+        registry.plugins.cache_clear()
+        sys.modules.pop(module, None)
 
 
 def test_a_plugin_registers_through_its_entry_point(plugin):
@@ -86,19 +98,9 @@ def test_a_plugin_registers_through_its_entry_point(plugin):
 
 
 def test_a_plugin_that_is_not_a_backend_is_refused(tmp_path, monkeypatch):
-    (tmp_path / "pkgdl_bad.py").write_text("Backend = object\n")
-    dist = tmp_path / "pkgdl_bad-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pkgdl-bad\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[pkgdl.storage_backends]\nbadfs = pkgdl_bad:Backend\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry.plugins.cache_clear()
-    try:
-        with pytest.raises(ValueError, match="not a FsspecBackend subclass"):
-            registry.backend_for("badfs://x", {})
-    finally:
-        registry.plugins.cache_clear()
-        sys.modules.pop("pkgdl_bad", None)
+    with _installed(tmp_path, monkeypatch, "pkgdl_bad", "badfs = pkgdl_bad:Backend", "Backend = object\n"), \
+            pytest.raises(ValueError, match="not a FsspecBackend subclass"):
+        registry.backend_for("badfs://x", {})
 
 
 def test_the_project_declares_the_extras_it_names():
