@@ -8,8 +8,16 @@ from dataclasses import dataclass
 from flask import g, request
 from flask_httpauth import HTTPBasicAuth
 
-from app.errors import AccessDenied, AuthenticationRequired, InvalidRequest, MethodNotAllowed, TooManyAttempts
+from app.errors import (
+    AccessDenied,
+    AuthenticationRequired,
+    InvalidRequest,
+    MethodNotAllowed,
+    SignInUnavailable,
+    TooManyAttempts,
+)
 from app.headers import BASIC_CACHE_HEADERS, TOKEN_CACHE_HEADERS
+from app.ldap_directory import DirectoryUnavailable
 from app.links import TOKEN_PARAMETER
 from app.services import services
 from app.tokens import PackageRef, TokenClaims, TokenRejected
@@ -43,7 +51,10 @@ def _verify_password(login: str, password: str) -> User | None:
     retry_after = throttle.retry_after(login, address)
     if retry_after is not None:
         raise TooManyAttempts(retry_after)
-    user = services().authenticator.authenticate(login, password)
+    try:
+        user = services().authenticator.authenticate(login, password)
+    except DirectoryUnavailable:
+        raise SignInUnavailable() from None  # not a failure: nothing is counted against the login
     if user is None:
         throttle.failed(login, address)
     return user
@@ -102,11 +113,12 @@ def authorize_download(ref: PackageRef) -> Access:
         raise MethodNotAllowed()
     try:
         user = authenticated_user()
-    except TooManyAttempts:
+    except (TooManyAttempts, SignInUnavailable):
         if token is None:
             raise
         # Throttled credentials are not even checked (no guess gets an answer), and the token decides: the UForge
         # SDK built without credentials sends "None:None" with every link, which must not lock a migration out.
+        # Likewise a directory that cannot answer never stops a link.
         user = None
     if user is not None and user.may_read(ref.uid):
         g.access = Access(user=user)

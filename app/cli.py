@@ -73,7 +73,17 @@ def cli() -> None:
 # ---- users -------------------------------------------------------------------------------------------------------
 @cli.group()
 def users() -> None:
-    """Manage the users file (PKGDL_USERS_FILE)."""
+    """Manage the users file (PKGDL_USERS_FILE), or look users up in the directory (PKGDL_AUTH_BACKEND=ldap)."""
+
+
+def _refuse_with_directory(action: str) -> None:
+    """With the directory, users are managed there: say so instead of writing a file nobody reads."""
+    settings = _settings()
+    if settings.ldap is not None:
+        raise click.ClickException(
+            f"users come from the directory (PKGDL_AUTH_BACKEND=ldap): {action} in {settings.ldap.url}; a group "
+            f"cn=migration_access under {settings.ldap.group_base} grants downloads, cn={settings.ldap.admin_group} "
+            "makes an admin. `pkgdl users list LOGIN` shows what the directory gives a login.")
 
 
 @users.command("add")
@@ -87,6 +97,7 @@ def users_add(login: str, entitlements: tuple[str, ...], admin: bool, password_s
     from app.ids import UID_RULE, is_uid
     from app.users import User, hash_password, load_users, save_users
 
+    _refuse_with_directory("add the user and their groups")
     if not is_uid(login):
         raise click.BadParameter(f"must match {UID_RULE}", param_hint="LOGIN")
     if password_stdin:
@@ -109,6 +120,7 @@ def users_remove(login: str) -> None:
     """Remove LOGIN."""
     from app.users import load_users, save_users
 
+    _refuse_with_directory("remove the user or their groups")
     path = Path(_settings().users_file)
     known = load_users(path) if path.exists() else {}
     if known.pop(login, None) is None:
@@ -118,14 +130,35 @@ def users_remove(login: str) -> None:
 
 
 @users.command("list")
-def users_list() -> None:
-    """List users with their entitlements."""
-    from app.users import load_users
+@click.argument("logins", nargs=-1)
+def users_list(logins: tuple[str, ...]) -> None:
+    """List users with their entitlements (only LOGINS, if named). With the directory, LOGINS are looked up
+    without their password (as PKGDL_LDAP_BIND_DN, else anonymously): what a sign-in would give them."""
+    from app.users import User, load_users
 
-    path = Path(_settings().users_file)
-    for user in (load_users(path) if path.exists() else {}).values():
-        flags = " admin" if user.admin else ""
-        click.echo(f"{user.login}\t{','.join(sorted(user.entitlements))}{flags}")
+    settings = _settings()
+    found: list[User | None]
+    if settings.ldap is not None:
+        from app.ldap_directory import DirectoryUnavailable, LdapDirectory
+
+        if not logins:
+            raise click.UsageError("with PKGDL_AUTH_BACKEND=ldap, name the logins to look up")
+        try:
+            directory = LdapDirectory(settings.ldap)
+            found = [directory.lookup(login) for login in logins]
+        except DirectoryUnavailable as exc:
+            raise click.ClickException(f"directory {settings.ldap.url}: {exc}") from None
+    else:
+        path = Path(settings.users_file)
+        known = load_users(path) if path.exists() else {}
+        found = [known.get(login) for login in logins] if logins else list(known.values())
+    missing = [login for login, user in zip(logins, found, strict=False) if user is None]
+    for user in found:
+        if user is not None:
+            flags = " admin" if user.admin else ""
+            click.echo(f"{user.login}\t{','.join(sorted(user.entitlements))}{flags}")
+    if missing:
+        raise click.ClickException("no such user: " + ", ".join(missing))
 
 
 # ---- catalog -----------------------------------------------------------------------------------------------------
@@ -320,16 +353,16 @@ def burnlist_purge() -> None:
 @click.option("--uid", help="Also check this scan's manifest (with --siid and --sid).")
 @click.option("--siid", type=click.IntRange(0, 10**18 - 1), help="Scanned instance id.")
 @click.option("--sid", type=click.IntRange(0, 10**18 - 1), help="Scan id.")
-def check(uid: str | None, siid: int | None, sid: int | None) -> None:
+@click.option("--login", help="Also say what the users file or directory gives this login (no password needed).")
+def check(uid: str | None, siid: int | None, sid: int | None, login: str | None) -> None:
     """Validate the configuration and reach the storage and the burn-list (and a scan's manifest, if named)."""
     from app.burnlist import open_burnlist
-    from app.users import load_users
 
     settings = _settings()
     storage_url, burnlist_url = _without_credentials(settings.storage_url), _without_credentials(settings.burnlist_url)
     steps = [
         ("signing keys", "", settings.require_signing_keys),
-        ("users file", settings.users_file, lambda: load_users(Path(settings.users_file))),
+        *_user_checks(settings, login),
         ("storage", storage_url, lambda: _check_storage(settings)),
         ("burn-list", burnlist_url, lambda: open_burnlist(settings.burnlist_url).ping()),
     ]
@@ -350,10 +383,39 @@ def check(uid: str | None, siid: int | None, sid: int | None) -> None:
         raise SystemExit(1)
 
 
+def _user_checks(settings: Settings, login: str | None) -> list[tuple]:
+    """Where users come from, reached (and what it gives LOGIN, echoed with the step's name)."""
+    from app.users import load_users
+
+    if settings.ldap is None:
+        users = lambda: load_users(Path(settings.users_file))  # noqa: E731
+        steps = [("users file", settings.users_file, users)]
+        lookup = lambda: users().get(login or "")  # noqa: E731
+    else:
+        from app.ldap_directory import LdapDirectory
+
+        directory = LdapDirectory(settings.ldap)
+        steps = [("directory", directory.describe(), directory.ping)]
+        lookup = lambda: directory.lookup(login or "")  # noqa: E731
+    if login is not None:
+        def show() -> None:
+            user = lookup()
+            if user is None:
+                raise LookupError(f"no user {login}")
+            rights = ", ".join(sorted(user.entitlements)) or "no entitlement"
+            click.echo(f"      {login}: {rights}" + (", admin" if user.admin else "")
+                       + ("" if user.may_read(login) else " (cannot download: needs migration_access)"))
+        steps.append((f"user {login}", "", show))
+    return steps
+
+
 # What to try, by check and by kind of failure (the first match wins; "" matches every kind).
 _HINTS = (
     ("users file", "not found", "`pkgdl users add LOGIN` creates it (or `pkgdl demo` for a try-out)"),
     ("users file", "", "fix the file or set PKGDL_USERS_FILE (README, Users)"),
+    ("directory", "", "is the directory up at PKGDL_LDAP_URL, and PKGDL_LDAP_BIND_DN's password right? "
+                      "(README, Authentication)"),
+    ("user", "", "check the login, PKGDL_LDAP_USER_DN or PKGDL_LDAP_USER_FILTER, and the groups"),
     ("storage", "not found", "`pkgdl demo` or `pkgdl catalog add` creates it, or set PKGDL_STORAGE_URL"),
     ("storage", "invalid", "see README, Storage backends"),
     ("storage", "refused", "check the key and secret in PKGDL_STORAGE_OPTIONS, and the bucket's permissions"),

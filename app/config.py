@@ -11,12 +11,35 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 OFFLOAD_MODES = ("none", "x-accel")
+AUTH_BACKENDS = ("file", "ldap")
 DEFAULT_BIND = "127.0.0.1:8080"  # gunicorn.conf.py's default for PKGDL_BIND
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and what is expected."""
+
+
+@dataclass(frozen=True)
+class LdapSettings:
+    """The PKGDL_LDAP_* variables (README, "Authentication"), checked by from_env."""
+
+    url: str
+    group_base: str
+    user_dn: str = ""  # a DN template with {login}: direct bind
+    bind_dn: str = ""  # else search then bind, as this service account
+    bind_password: str = field(default="", repr=False)  # never in a repr, a log or an error
+    user_base: str = ""
+    user_filter: str = ""
+    starttls: bool = False
+    ca_file: str = ""
+    admin_group: str = "pkgdl_admins"
+    timeout: int = 5  # seconds per step (connect, StartTLS, bind, search); ldap3 takes whole seconds
+
+    @property
+    def direct_bind(self) -> bool:
+        """True when the user's DN is made from the template (no search)."""
+        return bool(self.user_dn)
 
 
 @dataclass(frozen=True)
@@ -37,8 +60,14 @@ class Settings:
     trusted_proxies: int = 0
     # The peers allowed to speak for clients in X-Forwarded-* (nginx's address; "*" for any), as gunicorn reads it.
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    auth_backend: str = "file"  # where users come from: the users file, or a directory (ldap)
+    ldap: LdapSettings | None = None
 
     def __post_init__(self) -> None:
+        if self.auth_backend not in AUTH_BACKENDS:
+            raise ConfigError(f"PKGDL_AUTH_BACKEND must be one of {', '.join(AUTH_BACKENDS)}")
+        if (self.auth_backend == "ldap") != (self.ldap is not None):
+            raise ConfigError("PKGDL_AUTH_BACKEND=ldap goes with the PKGDL_LDAP_* settings")
         if self.offload not in OFFLOAD_MODES:
             raise ConfigError(f"PKGDL_OFFLOAD must be one of {', '.join(OFFLOAD_MODES)}")
         if self.token_max_age <= 0:
@@ -88,6 +117,7 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
     """Build Settings from environment variables, with defaults under <cwd>/var."""
     env = os.environ if environ is None else environ
     var = Path(cwd or os.getcwd()) / "var"
+    auth_backend = (env.get("PKGDL_AUTH_BACKEND") or "file").strip().lower()
     return Settings(
         storage_url=env.get("PKGDL_STORAGE_URL") or (var / "packages").as_uri(),
         storage_options=_json_object(env.get("PKGDL_STORAGE_OPTIONS", ""), "PKGDL_STORAGE_OPTIONS"),
@@ -103,7 +133,82 @@ def from_env(environ: dict[str, str] | None = None, cwd: str | None = None) -> S
         trusted_proxies=_converted(env, "PKGDL_TRUSTED_PROXIES", 0, int, "a whole number"),
         forwarded_allow_ips=tuple(address.strip() for address in
                                   (env.get("PKGDL_FORWARDED_ALLOW_IPS") or "127.0.0.1").split(",") if address.strip()),
+        auth_backend=auth_backend,
+        ldap=ldap_from_env(env) if auth_backend == "ldap" else None,
     )
+
+
+def ldap_from_env(env: Mapping[str, str]) -> LdapSettings:
+    """The directory's settings: a URL, a group base, and either a DN template (direct bind) or a service account
+    with a user base and filter (search then bind); each problem names its variable."""
+    from ldap3.core.exceptions import LDAPInvalidDnError
+    from ldap3.utils.dn import parse_dn
+
+    def value(name: str) -> str:
+        return (env.get(f"PKGDL_LDAP_{name}") or "").strip()
+
+    def dn(name: str, text: str) -> str:
+        try:
+            parse_dn(text.replace("{login}", "x"))
+        except LDAPInvalidDnError:
+            raise ConfigError(f"PKGDL_LDAP_{name} is not a DN: {text!r}") from None
+        return text
+
+    url = value("URL")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("ldap", "ldaps") or not urlsplit(url).hostname:
+        raise ConfigError("PKGDL_AUTH_BACKEND=ldap: PKGDL_LDAP_URL must be ldap://host[:port] or ldaps://host[:port]")
+    starttls = _flag(env, "PKGDL_LDAP_STARTTLS")
+    if starttls and scheme == "ldaps":
+        raise ConfigError("PKGDL_LDAP_STARTTLS=1 is for ldap:// URLs; ldaps:// is TLS from the start")
+    ca_file = value("CA_FILE")
+    if ca_file and not Path(ca_file).is_file():
+        raise ConfigError(f"PKGDL_LDAP_CA_FILE: no such file {ca_file}")
+    if not value("GROUP_BASE"):
+        raise ConfigError("PKGDL_LDAP_GROUP_BASE is required: the groups under it give the entitlements")
+    user_dn = value("USER_DN")
+    search = {name: value(name) for name in ("BIND_DN", "BIND_PASSWORD", "USER_BASE", "USER_FILTER")}
+    search["BIND_PASSWORD"] = env.get("PKGDL_LDAP_BIND_PASSWORD") or ""  # a password's spaces are its own
+    if user_dn and "{login}" not in user_dn:
+        raise ConfigError("PKGDL_LDAP_USER_DN must contain {login}, e.g. uid={login},ou=people,dc=example,dc=org")
+    if not user_dn:
+        missing = [f"PKGDL_LDAP_{name}" for name, text in search.items() if not text]
+        if missing:
+            raise ConfigError("set PKGDL_LDAP_USER_DN (direct bind), or for search then bind " + ", ".join(missing))
+        if "{login}" not in search["USER_FILTER"] or not search["USER_FILTER"].startswith("("):
+            raise ConfigError("PKGDL_LDAP_USER_FILTER must be a filter with {login}, e.g. (uid={login})")
+    if search["BIND_DN"] and not search["BIND_PASSWORD"]:
+        raise ConfigError("PKGDL_LDAP_BIND_DN needs PKGDL_LDAP_BIND_PASSWORD")
+    return LdapSettings(
+        url=url,
+        group_base=dn("GROUP_BASE", value("GROUP_BASE")),
+        user_dn=dn("USER_DN", user_dn) if user_dn else "",
+        bind_dn=dn("BIND_DN", search["BIND_DN"]) if search["BIND_DN"] else "",
+        bind_password=search["BIND_PASSWORD"],
+        user_base=dn("USER_BASE", search["USER_BASE"]) if search["USER_BASE"] else "",
+        user_filter=search["USER_FILTER"],
+        starttls=starttls,
+        ca_file=ca_file,
+        admin_group=value("ADMIN_GROUP") or "pkgdl_admins",
+        timeout=_converted(env, "PKGDL_LDAP_TIMEOUT", 5, _positive, "a positive whole number of seconds"),
+    )
+
+
+def _positive(raw: str) -> int:
+    number = int(raw)
+    if number <= 0:
+        raise ValueError(raw)
+    return number
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no variable: 1/true/yes/on or 0/false/no/off (or unset)."""
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
 
 
 def public_url_of_bind(bind: str) -> str:

@@ -75,6 +75,13 @@ class Unavailable(ServiceError):
     status, message, message_id = 503, "A backing service is unavailable; try again later.", "pkgdl.unavailable"
 
 
+class SignInUnavailable(Unavailable):
+    """The directory that checks passwords cannot answer: 503, never 401 (a 401 makes clients drop good
+    credentials); download links keep working."""
+
+    message, message_id = "Sign-in is unavailable; try again later.", "pkgdl.signInUnavailable"
+
+
 class OffloadFailed(ServiceError):
     """nginx could not read an offloaded package; ``request_uri`` is the client's path, as nginx reports it."""
 

@@ -13,7 +13,7 @@ from app.link_ledger import LinkLedger
 from app.metrics import Metrics
 from app.throttle import LoginThrottle, throttle_url_for
 from app.tokens import TokenService
-from app.users import Authenticator, UserDirectory
+from app.users import Authenticator, CredentialStore, UserDirectory
 from storage_backends import Storage, open_storage
 
 EXTENSION_KEY = "pkgdl"
@@ -43,13 +43,22 @@ def build_services(settings: Settings, storage: Storage | None = None) -> Servic
         settings=settings,
         storage=storage,
         catalog=Catalog(storage, settings.catalog_ttl),
-        authenticator=Authenticator(UserDirectory(settings.users_file)),
+        authenticator=Authenticator(credential_store(settings)),
         tokens=TokenService(settings.secret_keys, settings.token_max_age),
         burnlist=burnlist,
         links=LinkLedger(burnlist, settings.resume_window),
         throttle=LoginThrottle(throttle_url_for(burnlist_url), settings.login_attempts_per_minute),
         metrics=Metrics(),
     )
+
+
+def credential_store(settings: Settings) -> CredentialStore:
+    """The users file, or the directory with PKGDL_AUTH_BACKEND=ldap."""
+    if settings.ldap is not None:
+        from app.ldap_directory import LdapDirectory
+
+        return LdapDirectory(settings.ldap)
+    return UserDirectory(settings.users_file)
 
 
 def services() -> Services:

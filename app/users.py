@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -62,6 +63,17 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
+class CredentialStore(Protocol):
+    """Where users come from: the users file (UserDirectory) or a directory server (app/ldap_directory.py)."""
+
+    def verify(self, login: str, password: str) -> User | None:
+        """The user if ``password`` is theirs, else None; the same answer, in about the same time, for an unknown
+        login. May raise when the store cannot tell (the caller answers 503, never 401)."""
+
+    def current(self, user: User) -> User | None:
+        """A user verified earlier, as the store has them now; None when that verification no longer holds."""
+
+
 class UserDirectory:
     """The users file, re-read when it changes on disk (so `pkgdl users add` needs no restart)."""
 
@@ -81,6 +93,20 @@ class UserDirectory:
         """Every user, sorted by login."""
         self._refresh()
         return sorted(self._users.values(), key=lambda user: user.login)
+
+    def verify(self, login: str, password: str) -> User | None:
+        """The user if ``password`` matches their hash (unknown logins are checked against a dummy hash)."""
+        user = self.get(login)
+        if user is None:
+            _verify(_dummy_hash(), password)
+            return None
+        return user if _verify(user.password_hash, password) else None
+
+    def current(self, user: User) -> User | None:
+        """The user as the file has them now, if their hash is unchanged: a password change, or removal,
+        invalidates a remembered verification at once."""
+        now = self.get(user.login)
+        return now if now is not None and hmac.compare_digest(now.password_hash, user.password_hash) else None
 
     def _refresh(self) -> None:
         # A stat per request is measurable on the 304 path; looking once a second still applies `pkgdl users`
@@ -141,51 +167,42 @@ def save_users(path: Path, users: Iterable[User]) -> None:
 
 
 class Authenticator:
-    """Checks Basic credentials; remembers verified ones for a short time so the KDF does not run per request."""
+    """Checks Basic credentials; remembers verified ones for a short time so the KDF (or the directory's bind) does
+    not run per request."""
 
-    def __init__(self, directory: UserDirectory, cache_ttl: float = 60.0, cache_size: int = 4096) -> None:
-        self.directory = directory
+    def __init__(self, store: CredentialStore, cache_ttl: float = 60.0, cache_size: int = 4096) -> None:
+        self.store = store
         self.cache_ttl = cache_ttl
         self.cache_size = cache_size
         # The cache key is an HMAC under a per-process secret: a memory dump shows no password or plain digest.
         self._cache_key = secrets.token_bytes(32)
-        self._verified: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
+        self._verified: OrderedDict[bytes, tuple[float, User]] = OrderedDict()
         self._lock = threading.Lock()
 
     def remembered(self, login: str, password: str) -> User | None:
-        """The user when these exact credentials were verified moments ago (no KDF run), else None."""
-        user = self.directory.get(login)
-        if user is not None and self._cached(self._key(login, password), user.password_hash):
-            return user
-        return None
+        """The user when these exact credentials were verified moments ago (no KDF run, no bind), else None."""
+        entry = self._verified.get(self._key(login, password))
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return self.store.current(entry[1])
 
     def authenticate(self, login: str, password: str) -> User | None:
         """The user if ``password`` is theirs, else None (unknown users cost as much as wrong passwords)."""
         remembered = self.remembered(login, password)
         if remembered is not None:
             return remembered
-        user = self.directory.get(login)
-        key = self._key(login, password)
-        if user is None:
-            _verify(_dummy_hash(), password)
-            return None
-        if not _verify(user.password_hash, password):
-            return None
-        self._remember(key, user.password_hash)
+        user = self.store.verify(login, password)
+        if user is not None:
+            self._remember(self._key(login, password), user)
         return user
 
     def _key(self, login: str, password: str) -> bytes:
         # hmac.digest is the one-shot C implementation: a third of hmac.new(...).digest()'s cost on this hot path.
         return hmac.digest(self._cache_key, f"{login}\0{password}".encode("utf-8", "surrogatepass"), "sha256")
 
-    def _cached(self, key: bytes, password_hash: str) -> bool:
-        # The stored hash must still be the user's: a password change invalidates the entry at once.
-        entry = self._verified.get(key)
-        return entry is not None and entry[0] > time.monotonic() and hmac.compare_digest(entry[1], password_hash)
-
-    def _remember(self, key: bytes, password_hash: str) -> None:
+    def _remember(self, key: bytes, user: User) -> None:
         with self._lock:
-            self._verified[key] = (time.monotonic() + self.cache_ttl, password_hash)
+            self._verified[key] = (time.monotonic() + self.cache_ttl, user)
             self._verified.move_to_end(key)
             while len(self._verified) > self.cache_size:
                 self._verified.popitem(last=False)

@@ -181,7 +181,22 @@ def readyz() -> Response:
     except Exception as fault:  # noqa: BLE001 - every dependency fault means "not ready"
         log.warning("not ready: %r", fault)
         raise Unavailable() from None
-    return Response("ready\n", content_type="text/plain")
+    return Response("ready\n" + _directory_state(), content_type="text/plain")
+
+
+def _directory_state() -> str:
+    """With PKGDL_AUTH_BACKEND=ldap, whether the directory answers. It does not make the instance unready: links
+    and remembered credentials keep working without it, and every instance shares it, so a balancer taking them
+    all out would stop what still works."""
+    if services().settings.ldap is None:
+        return ""
+    from app.ldap_directory import DirectoryUnavailable
+
+    try:
+        services().authenticator.store.ping()
+    except DirectoryUnavailable:
+        return "directory: unavailable (Basic sign-ins not remembered get 503; download links work)\n"
+    return "directory: ok\n"
 
 
 @bp.route("/openapi.json", methods=["GET", "HEAD"], provide_automatic_options=False)

@@ -16,7 +16,8 @@ settings.load_profile("pkgdl")
 
 # Fixtures that start a real server or reach PyPI: a test using any of them (directly, through another fixture or a
 # parameter) is an integration test, so `make test-fast` (-m "not integration") needs none of them.
-REAL_COMPONENTS = {"seaweedfs", "redis_server", "nginx_static", "make_nginx", "service", "uforge_sdk", "uforge_schema"}
+REAL_COMPONENTS = {"seaweedfs", "redis_server", "slapd", "nginx_static", "make_nginx", "service", "uforge_sdk",
+                   "uforge_schema"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
