@@ -113,11 +113,16 @@ class Slapd:
     memberof: bool = False
     unique_groups: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
+    ldaps_port: int = field(default_factory=free_port)  # listened on only with a certificate
     process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.ldaps_port}"
 
     @property
     def log(self) -> Path:
@@ -138,11 +143,17 @@ class Slapd:
             subprocess.run([slapadd, "-f", str(conf), "-l", str(self.home / "seed.ldif")],
                            check=True, capture_output=True, timeout=60)
         require_free(self.port, "slapd")
+        urls = f"{self.url}/"
+        if self.tls:
+            require_free(self.ldaps_port, "slapd (ldaps)")
+            urls += f" {self.ldaps_url}/"
         with self.log.open("ab") as log:
             # -d stats: foreground, one line per connection and operation (BIND, SRCH) on standard error.
-            self.process = subprocess.Popen([binary, "-f", str(conf), "-h", f"{self.url}/", "-d", "stats"],
+            self.process = subprocess.Popen([binary, "-f", str(conf), "-h", urls, "-d", "stats"],
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port, self.process, self.log, START_TIMEOUT)
+        if self.tls:
+            wait_for_port(self.ldaps_port, self.process, self.log, START_TIMEOUT)
 
     def stop(self) -> None:
         stop_process(self.process, timeout=5)

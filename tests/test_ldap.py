@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import subprocess
 import time
 from dataclasses import replace
 
@@ -15,9 +16,9 @@ import pytest
 from app import create_app
 from app.ldap_directory import DirectoryUnavailable, LdapDirectory
 from app.tokens import PackageRef
-from deploy.ldap_server import PEOPLE
+from deploy.ldap_server import PEOPLE, running_slapd
 from deploy.tls import demo_certificate
-from tests.fixtures_ldap import LDAP_PASSWORDS, SERVICE_PASSWORD, ldap_settings
+from tests.fixtures_ldap import LDAP_PASSWORDS, LDAP_PEOPLE, SERVICE_PASSWORD, ldap_settings
 
 MODES = ("direct", "search")
 
@@ -217,10 +218,30 @@ def test_starttls_with_the_test_ca(slapd, settings, storage, scan):
     assert "STARTTLS" in slapd.operations()
 
 
+def test_ldaps_with_the_test_ca(slapd, settings, storage, scan):
+    client = fresh_app(slapd, settings, storage, "search", URL=slapd.ldaps_url, CA_FILE=str(slapd.tls[0])).test_client()
+    assert client.get(scan.bin_path(1), headers=basic("alice")).data == scan.blobs[1]
+
+
 def test_starttls_with_a_certificate_we_do_not_trust_is_503(slapd, settings, storage, scan, tmp_path):
     stranger, _ = demo_certificate(tmp_path / "other-ca")
     client = fresh_app(slapd, settings, storage, STARTTLS="1", CA_FILE=str(stranger)).test_client()
     assert client.get(scan.bin_path(1), headers=basic("alice")).status_code == 503
+    ldaps = fresh_app(slapd, settings, storage, URL=slapd.ldaps_url, CA_FILE=str(stranger)).test_client()
+    assert ldaps.get(scan.bin_path(1), headers=basic("alice")).status_code == 503
+
+
+def test_a_certificate_for_another_name_is_503(slapd, settings, storage, scan, tmp_path):
+    """The CA is trusted but the certificate names another host: ldap3 checks the name (RFC 6125), so no bind."""
+    certificate, key = tmp_path / "other.crt", tmp_path / "other.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "2", "-subj", "/CN=other.example", "-keyout", str(key), "-out", str(certificate),
+                    "-addext", "subjectAltName=DNS:other.example", "-addext", "basicConstraints=critical,CA:TRUE"],
+                   check=True, capture_output=True, timeout=60)
+    with running_slapd(tmp_path / "other", LDAP_PEOPLE[:1], tls=(certificate, key)) as other:
+        client = fresh_app(other, settings, storage, URL=other.ldaps_url, CA_FILE=str(certificate)).test_client()
+        assert client.get(scan.bin_path(1), headers=basic("alice")).status_code == 503
+        assert "BIND" not in other.operations()
 
 
 # ---- lookups for operators --------------------------------------------------------------------------------------
