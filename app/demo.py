@@ -32,7 +32,8 @@ def seed_demo(settings: Settings, var_dir: str | os.PathLike = "var") -> str:
     var = Path(var_dir)
     var.mkdir(parents=True, exist_ok=True)
     keys = settings.secret_keys or _ensure_secret_key(var / "secret_keys")
-    password = _ensure_demo_user(Path(settings.users_file), var / "demo-password")
+    # With a directory, its users sign in: no demo user (a users file nobody reads would only mislead).
+    password = _ensure_demo_user(Path(settings.users_file), var / "demo-password") if settings.ldap is None else None
     create_root(settings.storage_url, settings.storage_options)
     storage = open_storage(settings.storage_url, settings.storage_options)
     first_pid = None
@@ -44,6 +45,12 @@ def seed_demo(settings: Settings, var_dir: str | os.PathLike = "var") -> str:
     ref = PackageRef(DEMO_UID, DEMO_SIID, 1, first_pid)
     link = download_url(settings.public_url, ref, TokenService(keys, settings.token_max_age).mint(ref))
     base = f"{settings.public_url}/users/{DEMO_UID}/scannedinstances/{DEMO_SIID}/scans/1/packages"
+    if password is None:
+        return "\n".join([
+            f"demo data ready (storage {settings.storage_url}) under uid {DEMO_UID}; users come from the directory",
+            f"  ({settings.ldap.url}): a login needs the group migration_access, and admin to read {DEMO_UID}'s scans",
+            f"  one-time:  curl -fOJ '{link}'",
+        ])
     return "\n".join([
         f"demo data ready (storage {settings.storage_url}, users {settings.users_file})",
         f"  login {DEMO_LOGIN}, password {password} (kept in {var / 'demo-password'})",

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from deploy.ldap_server import PEOPLE
+from deploy.processes import BIN
 from tests.fixtures_ldap import LDAP_PASSWORDS, SERVICE_PASSWORD, ldap_env
 from tests.fixtures_service import make_service
 
@@ -111,3 +112,12 @@ def test_check_reports_the_directory_and_a_login(ldap_service, slapd):
     finally:
         slapd.start()
     assert "FAIL  directory" in failed.value.stdout and "unreachable" in failed.value.stdout
+
+
+def test_demo_with_the_directory_seeds_packages_but_no_user(ldap_service, tmp_path):
+    env = {**ldap_service.env, "PKGDL_STORAGE_URL": (tmp_path / "packages").as_uri(),
+           "PKGDL_USERS_FILE": str(tmp_path / "users.toml")}
+    demo = subprocess.run([str(BIN / "pkgdl"), "demo"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert "users come from the directory" in demo.stdout and "one-time:" in demo.stdout
+    assert not (tmp_path / "users.toml").exists()
