@@ -5,6 +5,9 @@ SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances
 127.0.0.1:8080 (PKGDL_STACK_HTTP_PORT) that only redirects, seeded by `pkgdl demo`. Logs and data live in a temporary
 directory removed on stop, or, with PKGDL_STACK_HOME=DIR, in a new directory under DIR that is kept. Everything stops
 on Ctrl-C. A port another program holds stops the start with one line (exit 1): nothing claims to run that does not.
+The environment the services share (storage URL and options, burn-list, keys, users file, public URL) is written to
+`pkgdl.env` in that directory, so `set -a; . DIR/pkgdl.env; set +a` points `pkgdl` (users add, catalog add, token
+mint) at the running stack.
 
     .venv/bin/python -m deploy.stack
 """
@@ -15,6 +18,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -52,6 +56,16 @@ def app_environment(home: Path, public_url: str, seaweedfs, redis: RedisServer) 
         "PKGDL_TRUSTED_PROXIES": "1",  # nginx in front: the client address comes from X-Forwarded-For
         "PKGDL_WORKERS": "2",
     }
+
+
+def write_environment(path: Path, env: dict[str, str]) -> Path:
+    """The PKGDL_* variables as a shell file (mode 0600: it holds the signing key and the S3 secret)."""
+    lines = [f"{name}={shlex.quote(value)}" for name, value in sorted(env.items()) if name.startswith("PKGDL_")]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("# pkgdl's `make stack`: set -a; . THIS_FILE; set +a  (then pkgdl ... works on the stack)\n")
+        handle.write("\n".join(lines) + "\n")
+    return path
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -95,6 +109,7 @@ def main() -> int:
         running.append(redis)
         public_url = f"https://127.0.0.1:{port}"
         env = app_environment(home, public_url, running[0], redis)
+        env_file = write_environment(home / "pkgdl.env", env)
         demo = subprocess.run([str(BIN / "pkgdl"), "demo"], env=env, cwd=home, capture_output=True, text=True,
                               timeout=120, check=True)
         instances = []
@@ -111,6 +126,8 @@ def main() -> int:
         running.append(nginx)
         print(demo.stdout.rstrip())
         print(f"\nThe certificate is self-signed: add `--cacert {nginx.ca_file}` to the curl commands above.")
+        print(f"Your own users and packages: `set -a; . {env_file}; set +a`, then `pkgdl users add`, "
+              "`pkgdl catalog add`, `pkgdl token mint` work on this stack.")
         print(f"nginx {public_url} (TLS; {nginx.http_url} redirects there) -> gunicorn {', '.join(instances)}"
               f" (x-accel offload) -> SeaweedFS {running[0].endpoint_url}, Redis {redis.url}")
         kept = "kept after stop" if keep else "removed on stop; PKGDL_STACK_HOME=DIR keeps them"
