@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ class LdapSettings:
     starttls: bool = False
     ca_file: str = ""
     admin_group: str = "pkgdl_admins"
+    login_attribute: str = "uid"  # the attribute the login is compared with: from the DN template or the filter
     timeout: int = 5  # seconds per step (connect, StartTLS, bind, search); ldap3 takes whole seconds
 
     @property
@@ -179,6 +181,7 @@ def ldap_from_env(env: Mapping[str, str]) -> LdapSettings:
             raise ConfigError("PKGDL_LDAP_USER_FILTER must be a filter with {login}, e.g. (uid={login})")
     if search["BIND_DN"] and not search["BIND_PASSWORD"]:
         raise ConfigError("PKGDL_LDAP_BIND_DN needs PKGDL_LDAP_BIND_PASSWORD")
+    login_attribute = _login_attribute(user_dn, search["USER_FILTER"])
     return LdapSettings(
         url=url,
         group_base=dn("GROUP_BASE", value("GROUP_BASE")),
@@ -190,8 +193,23 @@ def ldap_from_env(env: Mapping[str, str]) -> LdapSettings:
         starttls=starttls,
         ca_file=ca_file,
         admin_group=value("ADMIN_GROUP") or "pkgdl_admins",
+        login_attribute=login_attribute,
         timeout=_converted(env, "PKGDL_LDAP_TIMEOUT", 5, _positive, "a positive whole number of seconds"),
     )
+
+
+def _login_attribute(user_dn: str, user_filter: str) -> str:
+    """The attribute whose value must be the login, spelled so: the DN template's first RDN (uid={login},...), or
+    the first (ATTRIBUTE={login}) of the filter."""
+    if user_dn:
+        match = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9-]*)\s*=\s*\{login\}\s*,.*", user_dn)
+        if not match:
+            raise ConfigError("PKGDL_LDAP_USER_DN must start with ATTRIBUTE={login}, e.g. uid={login},ou=people,...")
+        return match.group(1)
+    match = re.search(r"\(\s*([A-Za-z][A-Za-z0-9-]*)\s*=\s*\{login\}\s*\)", user_filter)
+    if not match:
+        raise ConfigError("PKGDL_LDAP_USER_FILTER must compare an attribute with the login, e.g. (uid={login})")
+    return match.group(1)
 
 
 def _positive(raw: str) -> int:

@@ -190,11 +190,7 @@ def _directory_state() -> str:
     all out would stop what still works."""
     if services().settings.ldap is None:
         return ""
-    from app.ldap_directory import DirectoryUnavailable
-
-    try:
-        services().authenticator.store.ping()
-    except DirectoryUnavailable:
+    if not services().authenticator.store.available():
         return "directory: unavailable (Basic sign-ins not remembered get 503; download links work)\n"
     return "directory: ok\n"
 

@@ -40,6 +40,7 @@ class Person:
     password: str
     groups: tuple[str, ...] = ()
     member_of: tuple[str, ...] = ()  # group DNs in the person's own memberOf (as Active Directory keeps them)
+    aliases: tuple[str, ...] = ()  # further uid values of the same entry
 
     @property
     def dn(self) -> str:
@@ -52,9 +53,10 @@ def ssha(password: str, salt: bytes | None = None) -> str:
     return "{SSHA}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode()  # noqa: S324
 
 
-def seed_ldif(people: Iterable[Person], service_password: str, unique_groups: Iterable[str] = ()) -> str:
-    """The directory's entries: the suffix, the service account, people, and one group per cn any person names
-    (groupOfUniqueNames for the cns in ``unique_groups``, groupOfNames for the others)."""
+def seed_ldif(people: Iterable[Person], service_password: str, unique_groups: Iterable[str] = (),
+              extra: str = "") -> str:
+    """The directory's entries: the suffix, the service account, people, one group per cn any person names
+    (groupOfUniqueNames for the cns in ``unique_groups``, groupOfNames for the others), then ``extra`` LDIF."""
     people = list(people)
     unique = set(unique_groups)
     entries = [
@@ -67,13 +69,14 @@ def seed_ldif(people: Iterable[Person], service_password: str, unique_groups: It
     for person in people:
         entries.append(f"dn: {person.dn}\nobjectClass: inetOrgPerson\nuid: {person.login}\ncn: {person.login}\n"
                        f"sn: {person.login}\nuserPassword: {ssha(person.password)}"
+                       + "".join(f"\nuid: {alias}" for alias in person.aliases)
                        + "".join(f"\nmemberOf: {group}" for group in person.member_of))
     for cn in sorted({cn for person in people for cn in person.groups}):
         members = [person.dn for person in people if cn in person.groups]
         kind, attribute = ("groupOfUniqueNames", "uniqueMember") if cn in unique else ("groupOfNames", "member")
         entries.append(f"dn: cn={cn},{GROUPS}\nobjectClass: {kind}\ncn: {cn}\n"
                        + "\n".join(f"{attribute}: {dn}" for dn in members))
-    return "\n\n".join(entries) + "\n"
+    return "\n\n".join(entries + ([extra.strip()] if extra.strip() else [])) + "\n"
 
 
 def slapd_conf(home: Path, module_dir: Path, tls: tuple[Path, Path] | None, memberof: bool) -> str:
@@ -112,6 +115,7 @@ class Slapd:
     tls: tuple[Path, Path] | None = None
     memberof: bool = False
     unique_groups: tuple[str, ...] = ()
+    extra_ldif: str = ""  # further entries, added after the seed's
     port: int = field(default_factory=free_port)
     ldaps_port: int = field(default_factory=free_port)  # listened on only with a certificate
     process: subprocess.Popen | None = None
@@ -138,7 +142,8 @@ class Slapd:
         if not conf.exists():
             (self.home / "data").mkdir(parents=True)
             conf.write_text(slapd_conf(self.home, module_dir, self.tls, self.memberof))
-            (self.home / "seed.ldif").write_text(seed_ldif(self.people, self.service_password, self.unique_groups))
+            (self.home / "seed.ldif").write_text(seed_ldif(self.people, self.service_password, self.unique_groups,
+                                                                     self.extra_ldif))
             slapadd = str(Path(binary).with_name("slapadd"))  # Debian: beside slapd (a link to it)
             subprocess.run([slapadd, "-f", str(conf), "-l", str(self.home / "seed.ldif")],
                            check=True, capture_output=True, timeout=60)

@@ -12,14 +12,35 @@ from deploy.ldap_server import GROUPS, PEOPLE, SERVICE_DN, SUFFIX, Person, Slapd
 from deploy.tls import demo_certificate
 
 LDAP_PASSWORDS = {"alice": "alice ldap pw", "bob": "bob ldap pw", "carol": "carol ldap pw", "dave": "dave ldap pw",
-                  "frank": "frank ldap pw"}
+                  "frank": "frank ldap pw", "grace": "grace ldap pw", "henry": "tab\tand\x01control ü"}
 LDAP_PEOPLE = [
     Person("alice", LDAP_PASSWORDS["alice"], ("migration_access",)),  # entitled (groupOfNames member)
     Person("bob", LDAP_PASSWORDS["bob"], ("other_team",)),  # in a group, not the entitlement's
     Person("carol", LDAP_PASSWORDS["carol"], ("migration_access", "pkgdl_admins")),  # admin (groupOfUniqueNames)
     Person("dave", LDAP_PASSWORDS["dave"], member_of=(f"cn=Migration_Access,{GROUPS}",)),  # memberOf only, as AD
-    Person("frank", LDAP_PASSWORDS["frank"], member_of=(f"cn=migration_access,ou=elsewhere,{SUFFIX}",)),
+    # memberOf values that are not groups directly under the base: another OU, a multi-valued RDN one level up.
+    Person("frank", LDAP_PASSWORDS["frank"], member_of=(f"cn=migration_access,ou=elsewhere,{SUFFIX}",
+                                                        f"cn=pkgdl_admins+ou=groups,{SUFFIX}")),
+    Person("grace", LDAP_PASSWORDS["grace"], ("migration_access",), aliases=("victim",)),  # two uid values
+    Person("henry", LDAP_PASSWORDS["henry"], ("migration_access",)),  # a password SASLprep would refuse
 ]
+# Groups that must grant bob nothing: a cn value added to another group, a group in a sub-OU of the base.
+TRICK_GROUPS = f"""dn: cn=sneaky,{GROUPS}
+objectClass: groupOfNames
+cn: sneaky
+cn: pkgdl_admins
+cn: migration_access
+member: uid=bob,{PEOPLE}
+
+dn: ou=sub,{GROUPS}
+objectClass: organizationalUnit
+ou: sub
+
+dn: cn=migration_access,ou=sub,{GROUPS}
+objectClass: groupOfNames
+cn: migration_access
+member: uid=bob,{PEOPLE}
+"""
 SERVICE_PASSWORD = "service account pw"
 
 
@@ -30,7 +51,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
         pytest.skip("slapd is not installed (apt-get install slapd ldap-utils)")
     home = tmp_path_factory.mktemp("slapd")
     server = Slapd(home, LDAP_PEOPLE, service_password=SERVICE_PASSWORD, tls=demo_certificate(home / "tls"),
-                   memberof=True, unique_groups=("pkgdl_admins",))
+                   memberof=True, unique_groups=("pkgdl_admins",), extra_ldif=TRICK_GROUPS)
     server.start()
     try:
         yield server

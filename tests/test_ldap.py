@@ -77,11 +77,54 @@ def test_entitlements_are_the_cns_of_groups_under_the_base(slapd, mode):
     carol = directory.verify("carol", LDAP_PASSWORDS["carol"])
     assert carol.entitlements == {"migration_access", "pkgdl_admins"} and carol.admin
     bob = directory.verify("bob", LDAP_PASSWORDS["bob"])
-    assert bob.entitlements == {"other_team"} and not bob.may_read("bob")
+    # bob's groups: other_team, and sneaky whose other cn values (pkgdl_admins, migration_access) are not its name;
+    # a group cn=migration_access in a sub-OU of the base does not count either.
+    assert bob.entitlements == {"other_team", "sneaky"} and not bob.may_read("bob")
     # memberOf (Active Directory's way), the group's cn compared as LDAP does: case-insensitively.
     assert directory.verify("dave", LDAP_PASSWORDS["dave"]).entitlements == {"migration_access"}
-    # A memberOf naming a group outside the group base grants nothing.
+    # A memberOf naming a group outside the group base grants nothing, nor one named cn=x+ou=groups one level up.
     assert directory.verify("frank", LDAP_PASSWORDS["frank"]).entitlements == frozenset()
+    assert not bob.admin
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_login_must_be_the_entrys_one_login_spelled_so(slapd, mode):
+    """A directory matches names without regard to case, and an entry may hold several uids: ALICE would be
+    another pkgdl uid with its own throttle allowance, and one password would speak for two uids."""
+    directory = LdapDirectory(ldap_settings(slapd, mode))
+    assert directory.verify("ALICE", LDAP_PASSWORDS["alice"]) is None
+    assert directory.verify("Alice", LDAP_PASSWORDS["alice"]) is None
+    assert directory.verify("victim", LDAP_PASSWORDS["grace"]) is None
+    assert directory.verify("grace", LDAP_PASSWORDS["grace"]) is None  # which of her two uids? neither
+    assert directory.lookup("ALICE") is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_password_is_sent_as_its_bytes(slapd, mode):
+    """No SASLprep on our side: a tab or a control character is the user's password, not a 503."""
+    henry = LdapDirectory(ldap_settings(slapd, mode)).verify("henry", LDAP_PASSWORDS["henry"])
+    assert henry is not None and henry.may_read("henry")
+
+
+def test_a_filter_matching_several_entries_refuses_the_login(slapd):
+    directory = LdapDirectory(ldap_settings(slapd, "search", USER_FILTER="(|(uid={login})(uid=bob))"))
+    assert directory.verify("alice", LDAP_PASSWORDS["alice"]) is None
+    assert directory.verify("bob", LDAP_PASSWORDS["bob"]) is not None  # one entry: fine
+
+
+def test_unknown_and_known_logins_cost_the_same_operations(slapd):
+    """Search then bind: a wrong password and an unknown login make the same binds and searches (the unknown one
+    binds as a DN that does not exist), so timing tells neither apart."""
+    directory = LdapDirectory(ldap_settings(slapd, "search"))
+
+    def operations(login: str) -> list[str]:
+        before = len(slapd.operations())
+        assert directory.verify(login, "wrong password") is None
+        time.sleep(0.3)
+        return [op for line in slapd.operations()[before:].splitlines()
+                for op in ("BIND", "SRCH", "RESULT") if f" {op} " in line]
+
+    assert operations("alice") == operations("nobody")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -123,6 +166,7 @@ def test_hostile_logins_never_reach_the_directory(slapd, settings, storage, scan
     for login in HOSTILE_LOGINS:
         response = client.get(scan.bin_path(1), headers=basic(login, LDAP_PASSWORDS["alice"]))
         assert response.status_code == 401, login
+    time.sleep(0.3)  # slapd writes its log line after answering
     assert "alice" not in slapd.operations()[before:]
     assert "BIND" not in slapd.operations()[before:] and "SRCH" not in slapd.operations()[before:]
 
@@ -147,6 +191,16 @@ def test_remembered_credentials_skip_the_directory(slapd, settings, storage, sca
 
 
 # ---- the directory down -------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def short_fail_fast(monkeypatch):
+    """Sign-ins fail fast for FAIL_FAST_SECONDS after an outage: short here, so the tests see the directory back."""
+    monkeypatch.setattr("app.ldap_directory.FAIL_FAST_SECONDS", 0.5)
+
+
+def after_fail_fast() -> None:
+    time.sleep(0.6)
+
+
 def test_directory_stopped_gives_503_not_401_and_links_keep_working(slapd, settings, storage, scan):
     app = fresh_app(slapd, settings, storage)
     client = app.test_client()
@@ -171,6 +225,7 @@ def test_directory_stopped_gives_503_not_401_and_links_keep_working(slapd, setti
         assert ready.status_code == 200 and b"directory: unavailable" in ready.data
     finally:
         slapd.start()
+    after_fail_fast()
     assert client.get(scan.bin_path(1), headers=basic("carol")).status_code == 200
     assert b"directory: ok" in client.get("/readyz").data
 
@@ -184,7 +239,30 @@ def test_directory_paused_gives_503_within_the_timeout(slapd, settings, storage,
         waited = time.monotonic() - started
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert waited < 5  # PKGDL_LDAP_TIMEOUT=1 per step
+    after_fail_fast()
     assert client.get(scan.bin_path(1), headers=basic("alice")).status_code == 200
+
+
+def test_a_silent_directory_holds_one_request_not_every_one(slapd, settings, storage, scan):
+    """After one sign-in waited for the timeout, the next ones (a UForge SDK's "None:None" beside a link
+    included) get their answer at once, and /readyz answers within its probe's time."""
+    app = fresh_app(slapd, settings, storage, TIMEOUT="4")
+    client = app.test_client()
+    token = token_for(app, scan, 2)
+    with slapd.paused():
+        assert client.get(scan.bin_path(1), headers=basic("alice")).status_code == 503  # waits the timeout
+        started = time.monotonic()
+        assert client.get(scan.bin_path(1), headers=basic("carol")).status_code == 503
+        link = client.get(f"{scan.bin_path(2)}?downloadToken={token}", headers=basic("None", "None"))
+        quick = time.monotonic() - started
+        assert link.status_code == 200 and link.data == scan.blobs[2]
+        after_fail_fast()
+        started = time.monotonic()
+        ready = client.get("/readyz")
+        probe = time.monotonic() - started
+    assert ready.status_code == 200 and b"directory: unavailable" in ready.data
+    assert quick < 1  # no timeout waited (the first request waited 4 s)
+    assert probe < 3  # a 1 s connect and a 1 s answer at most, whatever PKGDL_LDAP_TIMEOUT is
 
 
 def test_a_refused_service_account_is_503_not_401(slapd, settings, storage, scan, caplog):
