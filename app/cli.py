@@ -42,7 +42,8 @@ class _Commands(click.Group):
             raise click.ClickException(_one_line(exc)) from None
 
 
-_KINDS = ((FileNotFoundError, "not found"), (PermissionError, "refused (credentials or permissions)"),
+_KINDS = ((FileNotFoundError, "not found"), (LookupError, "not found"),
+          (PermissionError, "refused (credentials or permissions)"),
           (TimeoutError, "timed out"), (ConnectionError, "unreachable"), (OSError, "failed"), (ValueError, "invalid"))
 
 
@@ -374,8 +375,9 @@ def check(uid: str | None, siid: int | None, sid: int | None, login: str | None)
     failed = False
     for name, where, step in steps:
         try:
-            step()
-            click.echo(f"ok    {name}" + (f" ({where})" if where else ""))
+            found = step()
+            detail = f": {found}" if isinstance(found, str) else ""  # what a step found, e.g. a login's rights
+            click.echo(f"ok    {name}" + (f" ({where})" if where else "") + detail)
         except Exception as exc:  # noqa: BLE001 - report every failure, then exit non-zero
             failed = True
             click.echo(f"FAIL  {name}" + (f" ({where})" if where else "") + f": {_diagnosis(name, exc)}")
@@ -398,13 +400,13 @@ def _user_checks(settings: Settings, login: str | None) -> list[tuple]:
         steps = [("directory", directory.describe(), directory.ping)]
         lookup = lambda: directory.lookup(login or "")  # noqa: E731
     if login is not None:
-        def show() -> None:
+        def show() -> str:
             user = lookup()
             if user is None:
                 raise LookupError(f"no user {login}")
             rights = ", ".join(sorted(user.entitlements)) or "no entitlement"
-            click.echo(f"      {login}: {rights}" + (", admin" if user.admin else "")
-                       + ("" if user.may_read(login) else " (cannot download: needs migration_access)"))
+            return (rights + (", admin" if user.admin else "")
+                    + ("" if user.may_read(login) else " (cannot download: needs migration_access)"))
         steps.append((f"user {login}", "", show))
     return steps
 
@@ -415,7 +417,8 @@ _HINTS = (
     ("users file", "", "fix the file or set PKGDL_USERS_FILE (README, Users)"),
     ("directory", "", "is the directory up at PKGDL_LDAP_URL, and PKGDL_LDAP_BIND_DN's password right? "
                       "(README, Authentication)"),
-    ("user", "", "check the login, PKGDL_LDAP_USER_DN or PKGDL_LDAP_USER_FILTER, and the groups"),
+    ("user", "", "check the login's spelling (`pkgdl users list`), or with a directory PKGDL_LDAP_USER_DN or "
+                 "PKGDL_LDAP_USER_FILTER"),
     ("storage", "not found", "`pkgdl demo` or `pkgdl catalog add` creates it, or set PKGDL_STORAGE_URL"),
     ("storage", "invalid", "see README, Storage backends"),
     ("storage", "refused", "check the key and secret in PKGDL_STORAGE_OPTIONS, and the bucket's permissions"),

@@ -174,6 +174,11 @@ def test_burnlist_purge_and_check(env):
     Path(env["PKGDL_STORAGE_URL"].removeprefix("file://")).mkdir()
     result = run("check")
     assert result.exit_code == 0, result.output
+    assert "ok    user alice: migration_access\n" in run("check", "--login", "alice").output
+    missing = run("check", "--login", "Alice")
+    assert missing.exit_code == 1 and "FAIL  user Alice: not found: no user Alice" in missing.output
+    assert run("users", "list", "alice").output == "alice\tmigration_access\n"
+    assert run("users", "list", "nobody").exit_code == 1
 
 
 def test_demo_seeds_and_is_idempotent(env, tmp_path, monkeypatch):

@@ -105,7 +105,7 @@ def test_users_add_explains_that_the_directory_manages_users(ldap_service):
 def test_check_reports_the_directory_and_a_login(ldap_service, slapd):
     checked = ldap_service.cli("check", "--login", "bob")
     assert f"ok    directory ({slapd.url}; search" in checked.stdout
-    assert "bob: other_team, sneaky (cannot download: needs migration_access)" in checked.stdout
+    assert "ok    user bob: other_team, sneaky (cannot download: needs migration_access)" in checked.stdout
     assert SERVICE_PASSWORD not in checked.stdout
     slapd.stop()
     try:
