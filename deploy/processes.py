@@ -591,6 +591,8 @@ class Service:
     files: dict[str, Path] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    # gunicorn's standard output and error (the app's audit lines and warnings go to standard error); None: discarded
+    output_log: Path | None = None
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         """Run `pkgdl ARGS` with the service's environment."""
@@ -602,9 +604,10 @@ class Service:
 
     def start(self) -> None:
         require_free(int(self.base_url.rsplit(":", 1)[1]), "gunicorn")
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.output_log, "ab") if self.output_log else contextlib.nullcontext(subprocess.DEVNULL) as out:
+            self.process = subprocess.Popen(
+                [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT if self.output_log else subprocess.DEVNULL)
         wait_for_http(f"{self.base_url}/healthz", process=self.process)
 
     def worker_pids(self) -> list[int]:

@@ -1,6 +1,7 @@
 """`make stack`: the docker-compose.yml topology as local processes, without Docker.
 
-SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances (2 workers each, PKGDL_OFFLOAD=x-accel)
+SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances (2 workers each, PKGDL_OFFLOAD=x-accel;
+logs appN.access.log, appN.error.log, and appN.audit.log: the app's standard error, its audit lines and warnings)
 + nginx with TLS on 127.0.0.1:8443 (PKGDL_STACK_PORT; a self-signed certificate made for the run) and plain HTTP on
 127.0.0.1:8080 (PKGDL_STACK_HTTP_PORT) that only redirects, seeded by `pkgdl demo`. Logs and data live in a temporary
 directory removed on stop, or, with PKGDL_STACK_HOME=DIR, in a new directory under DIR that is kept. Everything stops
@@ -89,7 +90,8 @@ class Stack:
             bind = f"127.0.0.1:{free_port()}"
             logs = self.home / f"app{number}.access.log", self.home / f"app{number}.error.log"
             instance = Service(f"http://{bind}", {**self.env, "PKGDL_BIND": bind, "PKGDL_ACCESS_LOG": str(logs[0]),
-                                                  "PKGDL_ERROR_LOG": str(logs[1])}, self.home, *logs)
+                                                  "PKGDL_ERROR_LOG": str(logs[1])}, self.home, *logs,
+                               output_log=self.home / f"app{number}.audit.log")  # standard error: audit, warnings
             instance.start()
             self.running.append(instance)
             self.instances.append(instance)
