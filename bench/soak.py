@@ -97,6 +97,7 @@ class Record:
     downloads: int = 0  # packages finished with the right sha256
     bad_sha: int = 0
     gave_up: int = 0
+    refused_unused: int = 0  # links refused (403) before the client had received a byte under them
 
     def add(self, attempt: Attempt) -> None:
         with self.lock:
@@ -226,7 +227,11 @@ class Client:
                 self._backoff(failures)
                 continue
             if status == 403 and link is not None:  # the link is refused: ask for a new listing
-                self.record.add(Attempt(time.monotonic(), kind, "403 link refused", False))
+                with self.record.lock:
+                    unused = self.record.token_bytes[token] == 0
+                    self.record.refused_unused += unused
+                self.record.add(Attempt(time.monotonic(), kind, "403 link refused" + (
+                    " (no byte received under it)" if unused else ""), False))
                 link = self.listing(packages)[package.pid]
                 continue
             if status == 416:  # a resume past the end: start again
@@ -449,8 +454,9 @@ def statuses_500(files: list[Path]) -> dict[str, int]:
     return found
 
 
-def ledger_over_budget(stack: Stack, tokens: dict[str, Package]) -> tuple[int, int, float]:
-    """From the burn-list, as `pkgdl token status` reads it: (links claimed, links over 2 x size, largest sent/size)."""
+def ledger_over_budget(stack: Stack, tokens: dict[str, Package]) -> tuple[int, int, float, int]:
+    """From the burn-list, as `pkgdl token status` reads it: (links claimed, links over 2 x size, largest sent/size,
+    links still holding a reservation of a request that ended: its settle was lost)."""
     from app.burnlist import open_burnlist
     from app.config import from_env
     from app.link_ledger import LinkLedger
@@ -459,7 +465,7 @@ def ledger_over_budget(stack: Stack, tokens: dict[str, Package]) -> tuple[int, i
     settings = from_env(stack.env)
     service = TokenService(settings.secret_keys, settings.token_max_age)
     ledger = LinkLedger(open_burnlist(settings.burnlist_url, timeout=10), settings.resume_window)
-    claimed = over = 0
+    claimed = over = unsettled = 0
     largest = 0.0
     for token, package in tokens.items():
         claims, _ = service.inspect(token)
@@ -468,8 +474,9 @@ def ledger_over_budget(stack: Stack, tokens: dict[str, Package]) -> tuple[int, i
             continue
         claimed += 1
         over += state.sent > 2 * package.size
+        unsettled += bool(state.pending)
         largest = max(largest, state.sent / package.size)
-    return claimed, over, largest
+    return claimed, over, largest, unsettled
 
 
 # ---- the run -------------------------------------------------------------------------------------------------------
@@ -525,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = time.monotonic() - began
         authorization = "Basic " + base64.b64encode(f"{UID}:{password}".encode()).decode()
         load_start = time.monotonic()
-        fault_first, fault_last = load_start + baseline, load_start + seconds - 4.0
+        fault_first, fault_last = load_start + baseline, load_start + seconds - max(8.0, seconds * 0.1)
         deadline = load_start + seconds + (60 if args.quick else 120)
         clients = [Client(stack.nginx.base_url, stack.nginx.ca_file, authorization, record, deadline)
                    for _ in range(args.clients)]
@@ -533,21 +540,20 @@ def main(argv: list[str] | None = None) -> int:
         stop_starting = threading.Event()
         runner = threading.Thread(target=migrations.run, args=(stop_starting,))
         runner.start()
-        print(f"[soak] setup {setup:.0f} s; baseline {baseline:.0f} s, then faults until "
-              f"{seconds - 4:.0f} s", flush=True)
+        print(f"[soak] setup {setup:.0f} s; baseline {baseline:.0f} s, then faults", flush=True)
         inject_faults(stack, fault_first, fault_last, args.rounds, faults)
         faults_done = time.monotonic()
         time.sleep(max(0.0, load_start + seconds - time.monotonic()))
         stop_starting.set()
-        runner.join()
         load_end = time.monotonic()
+        runner.join()
         for client in clients:
             client.close()
         time.sleep(1.0)  # nginx's post_action reports of the last offloaded transfers
         logs = log_files(home)
         in_logs = tokens_in_logs(logs, set(record.tokens))
         in_access = statuses_500(logs)
-        claimed, ledger_over, ledger_largest = ledger_over_budget(stack, record.tokens)
+        ledger = ledger_over_budget(stack, record.tokens)
         sample = max(record.token_bytes, key=record.token_bytes.get) if record.token_bytes else None
         status_sample = servers.cli(stack.env, "token", "status", sample) if sample else ""
     finally:
@@ -559,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = write_report(args, command, count, total, cap, setup, record, faults, migrations, packages,
                           load_start, faults_done, load_end, baseline, logs, in_logs, in_access,
-                          (claimed, ledger_over, ledger_largest), status_sample, time.monotonic() - began)
+                          ledger, status_sample, time.monotonic() - began)
     print(report.text)
     print(f"[soak] wrote {report.path}")
     return 0 if report.green else 1
@@ -592,7 +598,7 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
                    if sent > 2 * record.tokens[token].size]
     largest_client = max((sent / record.tokens[token].size for token, sent in record.token_bytes.items()),
                          default=0.0)
-    claimed, ledger_over, ledger_largest = ledger
+    claimed, ledger_over, ledger_largest, unsettled = ledger
     every_fault_twice = all(sum(f.kind == kind for f in faults) >= args.rounds
                             for kind in {f.kind for f in faults}) and len({f.kind for f in faults}) == 7
     invariants = [
@@ -603,7 +609,8 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
          f"{record.bad_sha} whole with a wrong sha256, {record.gave_up} given up"),
         ("no link delivered more than its budget (2 x size)", not over_client and ledger_over == 0,
          f"clients: {len(record.token_bytes)} links used, {len(over_client)} over, largest {largest_client:.2f} x "
-         f"size; burn-list: {claimed} links claimed, {ledger_over} over, largest sent {ledger_largest:.2f} x size"),
+         f"size; burn-list: {claimed} links claimed, {ledger_over} over, largest sent {ledger_largest:.2f} x size, "
+         f"{unsettled} still holding the reservation of a request that ended (its settle lost)"),
         ("no 500", record.status_500 == 0 and not in_access,
          f"clients saw {record.status_500}; access logs: "
          + (", ".join(f"{Path(p).name} {n}" for p, n in in_access.items()) or "none")),
@@ -667,14 +674,26 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
     lines += ["", "Failed requests by fault window: " + "; ".join(
         f"{kind}: " + ", ".join(f"{o} {n}" for o, n in c.most_common()) for kind, c in by_fault.items()) + "."
         if by_fault else ""]
+    lines += ["", f"Links refused (403) before their client had received a byte under them: {record.refused_unused} "
+              "(each cost a new listing; a link is claimed by the request that starts its body, and a request that "
+              "failed before its first byte must leave it unused)."]
+    step = 5 if load_end - load_start <= 120 else 10
+    lines += ["", f"## Timeline ({step} s buckets from the start of the load)", "",
+              "| from s | requests/s | MiB/s | failed | faults started |", "|---:|---:|---:|---:|---|"]
+    for start in range(0, int(load_end - load_start) + 1, step):
+        begin = load_start + start
+        rate, mib, failed = _rate(attempts, [(begin, begin + step)])
+        started = [f.kind for f in faults if begin <= f.started < begin + step]
+        lines.append(f"| {start} | {rate:.1f} | {mib:.1f} | {failed} | {', '.join(started)} |")
     if record.violations:
         lines += ["", "## Violations (first 20)", "", *[f"- {v}" for v in record.violations[:20]]]
     if status_sample:
         lines += ["", "`pkgdl token status` of the link that delivered the most bytes:", "", "```",
                   status_sample.rstrip(), "```"]
-    lines += ["", "## Faults in order", "", "| # | fault | target | lasted | /readyz 200 after |",
-              "|---:|---|---|---:|---:|"]
-    lines += [f"| {n} | {f.kind} | {f.target or f.error} | {f.ended - f.started:.1f} s | "
+    lines += ["", "## Faults in order", "", "| # | at s | fault | target | lasted | /readyz 200 after |",
+              "|---:|---:|---|---|---:|---:|"]
+    lines += [f"| {n} | {f.started - load_start:.1f} | {f.kind} | {f.target or f.error} | "
+              f"{f.ended - f.started:.1f} s | "
               f"{'never' if f.ready_after is None else f'{f.ready_after:.1f} s'} |" for n, f in enumerate(faults, 1)]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
