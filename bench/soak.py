@@ -323,11 +323,13 @@ class Fault:
     started: float
     ended: float = 0.0
     ready_after: float | None = None  # seconds from the end of the fault to /readyz 200 everywhere
+    serving_after: float | None = None  # seconds from the end of the fault to a whole download again (Basic)
     error: str = ""
 
     @property
     def survived(self) -> bool:
-        return not self.error and self.ready_after is not None and self.ready_after <= READY_WITHIN
+        return (not self.error and self.ready_after is not None and self.ready_after <= READY_WITHIN
+                and self.serving_after is not None)
 
 
 def fault_kinds(stack: Stack) -> list[tuple[str, Callable[[int], str]]]:
@@ -387,7 +389,24 @@ def wait_ready(stack: Stack, timeout: float) -> float | None:
     return None
 
 
-def inject_faults(stack: Stack, first: float, last: float, rounds: int, log: list[Fault]) -> None:
+def wait_serving(stack: Stack, probe: Package, authorization: str, timeout: float) -> float | None:
+    """Seconds until a Basic download of `probe` through nginx is whole and right again (the probe /readyz does not
+    make: it reaches the storage root, not a blob), or None after `timeout`."""
+    started = time.monotonic()
+    url = f"{stack.nginx.base_url}/users/{UID}/scannedinstances/{SIID}/scans/{SID}/packages/{probe.pid}/bin"
+    with requests.Session() as session:
+        while time.monotonic() - started < timeout:
+            with contextlib.suppress(requests.RequestException):
+                answer = session.get(url, headers={"Authorization": authorization}, timeout=5,
+                                     verify=stack.nginx.ca_file)
+                if answer.status_code == 200 and hashlib.sha256(answer.content).hexdigest() == probe.sha256:
+                    return time.monotonic() - started
+            time.sleep(0.1)
+    return None
+
+
+def inject_faults(stack: Stack, first: float, last: float, rounds: int, log: list[Fault], probe: Package,
+                  authorization: str) -> None:
     """Every kind `rounds` times, spread between `first` and `last` (monotonic), one at a time."""
     kinds = fault_kinds(stack)
     slots = [(n, kind, inject) for n in range(rounds) for kind, inject in kinds]
@@ -402,9 +421,14 @@ def inject_faults(stack: Stack, first: float, last: float, rounds: int, log: lis
             fault.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         fault.ended = time.monotonic()
         fault.ready_after = wait_ready(stack, 60)
+        fault.serving_after = wait_serving(stack, probe, authorization, 60)
         log.append(fault)
-        print(f"[soak]   {fault.target or fault.error}; /readyz 200 after "
-              f"{'never' if fault.ready_after is None else f'{fault.ready_after:.1f} s'}", flush=True)
+        print(f"[soak]   {fault.target or fault.error}; /readyz 200 after {_seconds(fault.ready_after)}, "
+              f"a download after {_seconds(fault.serving_after)}", flush=True)
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
 
 
 # ---- the checks after the run --------------------------------------------------------------------------------------
@@ -541,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         runner = threading.Thread(target=migrations.run, args=(stop_starting,))
         runner.start()
         print(f"[soak] setup {setup:.0f} s; baseline {baseline:.0f} s, then faults", flush=True)
-        inject_faults(stack, fault_first, fault_last, args.rounds, faults)
+        probe = min(packages.values(), key=lambda package: package.size)
+        inject_faults(stack, fault_first, fault_last, args.rounds, faults, probe, authorization)
         faults_done = time.monotonic()
         time.sleep(max(0.0, load_start + seconds - time.monotonic()))
         stop_starting.set()
@@ -641,24 +666,28 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
              "", "## Invariants", "", "| invariant | | detail |", "|---|---|---|"]
     lines += [f"| {name} | {'pass' if ok else '**FAIL**'} | {detail} |" for name, ok, detail in invariants]
     lines += ["", "## Faults", "",
-              "| fault | injected | survived | fault lasted (max) | /readyz 200 after (max) | requests/s during "
-              "(vs before) | MiB/s during | failed requests during |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| fault | injected | survived | fault lasted (max) | /readyz 200 after (max) | a download after (max) "
+              "| requests/s during (vs before) | MiB/s during | failed requests during |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind in dict.fromkeys(f.kind for f in faults):
         mine = [f for f in faults if f.kind == kind]
         windows = [(f.started, max(f.ended + (f.ready_after or 0), f.started + MIN_WINDOW)) for f in mine]
         rate, mib, failed = _rate(attempts, windows)
         ready = [f.ready_after for f in mine]
         worst_ready = "never" if None in ready else f"{max(ready):.1f} s"
+        serving = [f.serving_after for f in mine]
+        worst_serving = "never" if None in serving else f"{max(serving):.1f} s"
+        versus = f" ({rate / before[0]:.2f})" if before[0] else ""
         lines.append(f"| {kind} | {len(mine)} | {sum(f.survived for f in mine)} | "
-                     f"{max(f.ended - f.started for f in mine):.1f} s | {worst_ready} | {rate:.1f} "
-                     f"({rate / before[0]:.2f}) | {mib:.1f} | {failed} |" if before[0] else
-                     f"| {kind} | {len(mine)} | {sum(f.survived for f in mine)} | - | {worst_ready} | {rate:.1f} | "
-                     f"{mib:.1f} | {failed} |")
+                     f"{max(f.ended - f.started for f in mine):.1f} s | {worst_ready} | {worst_serving} | "
+                     f"{rate:.1f}{versus} | {mib:.1f} | {failed} |")
     errors = [f"{f.kind} ({f.target}): {f.error}" for f in faults if f.error]
     lines += ["", f"Load before the faults: {before[0]:.1f} requests/s, {before[1]:.1f} MiB/s, {before[2]} failed"
               + (f"; after them: {after[0]:.1f} requests/s, {after[1]:.1f} MiB/s" if after else "")
               + f". A fault's window runs from its start to /readyz 200 again (at least {MIN_WINDOW:.0f} s); "
-              "requests are whole answers (listings included), failed ones those that did not end in one."]
+              "requests are whole answers (listings included), failed ones those that did not end in one. 'A "
+              "download after': from the end of the fault until a Basic download of the smallest package through "
+              "nginx is whole and right again (/readyz reaches the storage root and Redis, not a blob)."]
     if errors:
         lines += ["", "Injections that failed:", *[f"- {error}" for error in errors]]
     reasons = Counter((a.kind, a.outcome) for a in attempts if not a.ok)
@@ -690,11 +719,12 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
     if status_sample:
         lines += ["", "`pkgdl token status` of the link that delivered the most bytes:", "", "```",
                   status_sample.rstrip(), "```"]
-    lines += ["", "## Faults in order", "", "| # | at s | fault | target | lasted | /readyz 200 after |",
-              "|---:|---:|---|---|---:|---:|"]
+    lines += ["", "## Faults in order", "",
+              "| # | at s | fault | target | lasted | /readyz 200 after | a download after |",
+              "|---:|---:|---|---|---:|---:|---:|"]
     lines += [f"| {n} | {f.started - load_start:.1f} | {f.kind} | {f.target or f.error} | "
-              f"{f.ended - f.started:.1f} s | "
-              f"{'never' if f.ready_after is None else f'{f.ready_after:.1f} s'} |" for n, f in enumerate(faults, 1)]
+              f"{f.ended - f.started:.1f} s | {_seconds(f.ready_after)} | {_seconds(f.serving_after)} |"
+              for n, f in enumerate(faults, 1)]
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     stem = datetime.date.today().isoformat() + "-soak" + ("-quick" if args.quick else "")
