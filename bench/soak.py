@@ -447,13 +447,18 @@ def tokens_in_logs(files: list[Path], tokens: set[str]) -> dict[str, int]:
     """Log file -> lines holding a token handed out (whole, or its signature: the part that makes it usable), or
     any `downloadToken=` query."""
     signatures = {token.rsplit(".", 1)[-1] for token in tokens}
+    lengths = sorted({len(signature) for signature in signatures})
+
+    def holds_signature(run: str) -> bool:  # anywhere in the run, even glued to other token characters
+        return any(run[start:start + length] in signatures
+                   for length in lengths for start in range(len(run) - length + 1))
+
     found: dict[str, int] = {}
     for path in files:
         hits = 0
         with open(path, errors="replace") as lines:
             for line in lines:
-                if "downloadToken=" in line or any(
-                        part in signatures for run in TOKEN_RUN.findall(line) for part in run.split(".")):
+                if "downloadToken=" in line or any(holds_signature(run) for run in TOKEN_RUN.findall(line)):
                     hits += 1
         if hits:
             found[str(path)] = hits
