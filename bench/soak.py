@@ -410,7 +410,7 @@ def inject_faults(stack: Stack, first: float, last: float, rounds: int, log: lis
     """Every kind `rounds` times, spread between `first` and `last` (monotonic), one at a time."""
     kinds = fault_kinds(stack)
     slots = [(n, kind, inject) for n in range(rounds) for kind, inject in kinds]
-    spacing = (last - first) / len(slots)
+    spacing = (last - first) / max(1, len(slots))
     for index, (n, kind, inject) in enumerate(slots):
         time.sleep(max(0.0, first + index * spacing - time.monotonic()))
         fault = Fault(kind, "", time.monotonic())
@@ -630,7 +630,8 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
                          default=0.0)
     claimed, ledger_over, ledger_largest, unsettled = ledger
     every_fault_twice = all(sum(f.kind == kind for f in faults) >= args.rounds
-                            for kind in {f.kind for f in faults}) and len({f.kind for f in faults}) == 7
+                            for kind in {f.kind for f in faults}) and len({f.kind for f in faults}) == 7 \
+        or args.rounds == 0  # a control run, without faults
     invariants = [
         ("every package finally downloaded, right sha256",
          migrations.incomplete == 0 and record.bad_sha == 0 and record.gave_up == 0 and migrations.started != [],
@@ -672,8 +673,8 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
     lines += [f"| {name} | {'pass' if ok else '**FAIL**'} | {detail} |" for name, ok, detail in invariants]
     lines += ["", "## Faults", "",
               "| fault | injected | survived | fault lasted (max) | /readyz 200 after (max) | a download after (max) "
-              "| requests/s during (vs before) | MiB/s during | failed requests during |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| requests/s during (vs baseline) | vs the 10 s before it | MiB/s during | failed requests during |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind in dict.fromkeys(f.kind for f in faults):
         mine = [f for f in faults if f.kind == kind]
         windows = [(f.started, max(f.ended + (f.ready_after or 0), f.started + MIN_WINDOW)) for f in mine]
@@ -683,13 +684,16 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
         serving = [f.serving_after for f in mine]
         worst_serving = "never" if None in serving else f"{max(serving):.1f} s"
         versus = f" ({rate / before[0]:.2f})" if before[0] else ""
+        just_before = _rate(attempts, [(f.started - 10.0, f.started) for f in mine])[0]
         lines.append(f"| {kind} | {len(mine)} | {sum(f.survived for f in mine)} | "
                      f"{max(f.ended - f.started for f in mine):.1f} s | {worst_ready} | {worst_serving} | "
-                     f"{rate:.1f}{versus} | {mib:.1f} | {failed} |")
+                     f"{rate:.1f}{versus} | {rate / just_before if just_before else 0:.2f} | {mib:.1f} | {failed} |")
     errors = [f"{f.kind} ({f.target}): {f.error}" for f in faults if f.error]
     lines += ["", f"Load before the faults: {before[0]:.1f} requests/s, {before[1]:.1f} MiB/s, {before[2]} failed"
               + (f"; after them: {after[0]:.1f} requests/s, {after[1]:.1f} MiB/s" if after else "")
               + f". A fault's window runs from its start to /readyz 200 again (at least {MIN_WINDOW:.0f} s); "
+              "'vs the 10 s before it': against the load just before each fault (other work on the machine "
+              "moves the baseline); "
               "requests are whole answers (listings included), failed ones those that did not end in one. 'A "
               "download after': from the end of the fault until a Basic download of the smallest package through "
               "nginx is whole and right again (/readyz reaches the storage root and Redis, not a blob)."]
@@ -708,6 +712,10 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
     lines += ["", "Failed requests by fault window: " + "; ".join(
         f"{kind}: " + ", ".join(f"{o} {n}" for o, n in c.most_common()) for kind, c in by_fault.items()) + "."
         if by_fault else ""]
+    resumed = [a for a in attempts if a.outcome.endswith("206")]
+    lines += ["", f"Resumes (a broken transfer continued with Range, answered 206): {len(resumed)}, "
+              f"{sum(a.ok for a in resumed)} of them whole; broken transfers: "
+              f"{sum(a.outcome.startswith('truncated') for a in attempts)}."]
     lines += ["", f"Links refused (403) before their client had received a byte under them: {record.refused_unused} "
               "(each cost a new listing; a link is claimed by the request that starts its body, and a request that "
               "failed before its first byte must leave it unused)."]
