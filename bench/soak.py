@@ -9,8 +9,9 @@ twice: `kill -9` of a gunicorn worker; a rolling restart of one instance (HUP, t
 (AOF) and paused 5 s; SeaweedFS paused 5 s and restarted; nginx reloaded.
 
 The clients behave like real ones: they retry with backoff (honouring Retry-After), resume a broken transfer with
-Range (and If-Range), and ask for a new listing when a link is refused. Every byte received is compared with the
-package file it should be.
+Range (and If-Range), and ask for a new listing when a link is refused; a share of them (--hang-ups) hangs up part-way
+through a transfer once, as a flaky network does, and resumes it. Every byte received is compared with the package
+file it should be.
 
 Invariants, checked and printed: every package of every migration finally downloaded with the right sha256; no link
 delivered more than its budget (2 x size: the clients' byte counts per link, and the burn-list's own count read as
@@ -59,6 +60,7 @@ PAUSE = 5.0  # seconds a paused server stays frozen
 READY_WITHIN = 10.0  # seconds: /readyz must answer 200 again (both instances and through nginx) after a fault ends
 MIN_WINDOW = 5.0  # a fault's load window is at least this long from its start (a kill -9 itself takes a millisecond)
 CHUNK = 256 * 1024
+HANG_UP_MIN = 1 << 20  # packages from this size on may be broken off by their client (--hang-ups)
 
 
 # ---- what the clients saw ------------------------------------------------------------------------------------------
@@ -98,6 +100,7 @@ class Record:
     bad_sha: int = 0
     gave_up: int = 0
     refused_unused: int = 0  # links refused (403) before the client had received a byte under them
+    refused_partial: int = 0  # resumes refused (403) while the client held only part of the package
 
     def add(self, attempt: Attempt) -> None:
         with self.lock:
@@ -112,10 +115,13 @@ class Record:
 class Client:
     """One migration client: a keep-alive session that retries, resumes and asks for new links like a real one."""
 
-    def __init__(self, base_url: str, ca_file: str, authorization: str, record: Record, deadline: float) -> None:
+    def __init__(self, base_url: str, ca_file: str, authorization: str, record: Record, deadline: float,
+                 hang_ups: float = 0.0, seed: int = 0) -> None:
         self.base_url, self.ca_file, self.record, self.deadline = base_url, ca_file, record, deadline
         self.auth = {"Authorization": authorization}
         self.session = requests.Session()
+        self.hang_ups = hang_ups  # the share of downloads (>= HANG_UP_MIN bytes) this client breaks off once
+        self.random = random.Random(seed)
 
     def close(self) -> None:
         self.session.close()
@@ -165,6 +171,9 @@ class Client:
         kind = "basic" if link is None else "token"
         path = f"/users/{UID}/scannedinstances/{SIID}/scans/{SID}/packages/{package.pid}/bin"
         have, digest, etag, failures = 0, hashlib.sha256(), None, 0
+        # A flaky network: break the first transfer off part-way (then resume it with Range, as curl -C - does).
+        hang_up_at = (self.random.randrange(1, package.size)
+                      if package.size >= HANG_UP_MIN and self.random.random() < self.hang_ups else None)
         while time.monotonic() < self.deadline:
             headers = dict(self.auth) if link is None else {}
             if have:
@@ -190,10 +199,12 @@ class Client:
                                 continue
                         etag = answer.headers.get("ETag") or etag
                         length = int(answer.headers.get("Content-Length", -1))
-                        got, wrong, broken = self._body(answer, package, start, digest, token)
+                        got, wrong, broken = self._body(answer, package, start, digest, token, hang_up_at)
                         have = start + got
                         complete = got == length and not broken
                         outcome = f"{status}" if complete else f"truncated {status}"
+                        if broken == "client":
+                            outcome, hang_up_at = f"hung up by the client {status}", None
                         self.record.add(Attempt(time.monotonic(), kind, outcome, complete, got))
                         if wrong:
                             with self.record.lock:
@@ -229,9 +240,12 @@ class Client:
             if status == 403 and link is not None:  # the link is refused: ask for a new listing
                 with self.record.lock:
                     unused = self.record.token_bytes[token] == 0
+                    partial = not unused and 0 < have < package.size
                     self.record.refused_unused += unused
+                    self.record.refused_partial += partial
                 self.record.add(Attempt(time.monotonic(), kind, "403 link refused" + (
-                    " (no byte received under it)" if unused else ""), False))
+                    " (no byte received under it)" if unused else
+                    " (a resume: the client had part of the package)" if partial else ""), False))
                 link = self.listing(packages)[package.pid]
                 continue
             if status == 416:  # a resume past the end: start again
@@ -247,8 +261,9 @@ class Client:
         return False
 
     def _body(self, answer: requests.Response, package: Package, start: int, digest, token: str | None,
-              ) -> tuple[int, bool, bool]:
-        """Read a body, comparing every byte with the package file: (bytes got, any wrong, broken)."""
+              hang_up_at: int | None = None) -> tuple[int, bool, bool | str]:
+        """Read a body, comparing every byte with the package file: (bytes got, any wrong, broken: True, or
+        "client" when this client hung up at `hang_up_at` on purpose)."""
         got, wrong = 0, False
         with open(package.path, "rb") as source:
             source.seek(start)
@@ -261,6 +276,8 @@ class Client:
                     if token is not None:
                         with self.record.lock:
                             self.record.token_bytes[token] += len(chunk)
+                    if hang_up_at is not None and start + got >= hang_up_at:
+                        return got, wrong, "client"  # the `with` closes the connection with the body unread
             except requests.RequestException:
                 return got, wrong, True
         return got, wrong, False
@@ -517,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="parallel keep-alive clients (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="times each kind of fault is injected (default 2)")
     parser.add_argument("--seed", type=int, default=12, help="the synthetic scan's seed")
+    parser.add_argument("--hang-ups", type=float, default=0.1,
+                        help="share of downloads from 1 MiB on that the client breaks off once and resumes (0.1)")
     parser.add_argument("--out", type=Path, default=LOCAL_RESULTS, help="report directory (git-ignored default)")
     parser.add_argument("--keep", action="store_true", help="keep the stack's directory (logs) after the run")
     args = parser.parse_args(argv)
@@ -563,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         load_start = time.monotonic()
         fault_first, fault_last = load_start + baseline, load_start + seconds - max(8.0, seconds * 0.1)
         deadline = load_start + seconds + (60 if args.quick else 120)
-        clients = [Client(stack.nginx.base_url, stack.nginx.ca_file, authorization, record, deadline)
-                   for _ in range(args.clients)]
+        clients = [Client(stack.nginx.base_url, stack.nginx.ca_file, authorization, record, deadline,
+                          args.hang_ups, seed=args.seed * 100 + number) for number in range(args.clients)]
         migrations = Migrations(packages, clients, record)
         stop_starting = threading.Event()
         runner = threading.Thread(target=migrations.run, args=(stop_starting,))
@@ -615,7 +634,8 @@ def _rate(attempts: list[Attempt], windows: list[tuple[float, float]]) -> tuple[
     ok = [a for a in inside if a.ok]
     if seconds <= 0:
         return 0.0, 0.0, 0
-    return len(ok) / seconds, sum(a.bytes for a in inside) / MiB / seconds, sum(not a.ok for a in inside)
+    failed = sum(not a.ok and not a.outcome.startswith("hung up") for a in inside)
+    return len(ok) / seconds, sum(a.bytes for a in inside) / MiB / seconds, failed
 
 
 def write_report(args, command, count, total, cap, setup, record: Record, faults: list[Fault],
@@ -699,12 +719,12 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
               "nginx is whole and right again (/readyz reaches the storage root and Redis, not a blob)."]
     if errors:
         lines += ["", "Injections that failed:", *[f"- {error}" for error in errors]]
-    reasons = Counter((a.kind, a.outcome) for a in attempts if not a.ok)
+    reasons = Counter((a.kind, a.outcome) for a in attempts if not a.ok and not a.outcome.startswith("hung up"))
     lines += ["", "## Requests that failed, and why", "", "| request | outcome | count |", "|---|---|---:|"]
     lines += [f"| {kind} | {outcome} | {n} |" for (kind, outcome), n in reasons.most_common()] or ["| - | none | 0 |"]
     by_fault: dict[str, Counter] = defaultdict(Counter)
     for a in attempts:
-        if not a.ok:
+        if not a.ok and not a.outcome.startswith("hung up"):
             kind = next((f.kind for f in faults
                          if f.started <= a.ended < max(f.ended + (f.ready_after or 0), f.started + MIN_WINDOW)),
                         "outside any fault window")
@@ -712,10 +732,16 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
     lines += ["", "Failed requests by fault window: " + "; ".join(
         f"{kind}: " + ", ".join(f"{o} {n}" for o, n in c.most_common()) for kind, c in by_fault.items()) + "."
         if by_fault else ""]
-    resumed = [a for a in attempts if a.outcome.endswith("206")]
+    resumed = [a for a in attempts if a.outcome == "206" or a.outcome.endswith(" 206")]
     lines += ["", f"Resumes (a broken transfer continued with Range, answered 206): {len(resumed)}, "
-              f"{sum(a.ok for a in resumed)} of them whole; broken transfers: "
-              f"{sum(a.outcome.startswith('truncated') for a in attempts)}."]
+              f"{sum(a.ok for a in resumed)} of them whole. Transfers broken by the service: "
+              f"{sum(a.outcome.startswith('truncated') for a in attempts)}; broken off on purpose by their client "
+              f"(--hang-ups {args.hang_ups}: a flaky network, then a resume): "
+              f"{sum(a.outcome.startswith('hung up') for a in attempts)}, not counted as failed."]
+    lines += ["", f"Resumes refused (403) while their client held only part of the package: "
+              f"{record.refused_partial}. A link counts what was written to the connection; the kernel's socket "
+              "buffers (and nginx's) take a package of a few MiB long before the client reads it, so a client that "
+              "hangs up then finds the link spent ('every byte was delivered') and needs a new listing."]
     lines += ["", f"Links refused (403) before their client had received a byte under them: {record.refused_unused} "
               "(each cost a new listing; a link is claimed by the request that starts its body, and a request that "
               "failed before its first byte must leave it unused)."]
