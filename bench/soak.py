@@ -58,8 +58,9 @@ LOCAL_RESULTS = Path(__file__).parent / "results" / "local"
 UID, SIID, SID = "soak", 1, 1
 PAUSE = 5.0  # seconds a paused server stays frozen
 READY_WITHIN = 10.0  # seconds: /readyz must answer 200 again (both instances and through nginx) after a fault ends
-MIN_WINDOW = 5.0  # a fault's load window is at least this long from its start (a kill -9 itself takes a millisecond)
+MIN_WINDOW = 5.0  # a fault's load window runs until this long after it ended and the service was back
 CHUNK = 256 * 1024
+PROBES = 8  # packages a client must download again after a fault before it counts as over
 HANG_UP_MIN = 1 << 20  # packages from this size on may be broken off by their client (--hang-ups)
 
 
@@ -406,23 +407,28 @@ def wait_ready(stack: Stack, timeout: float) -> float | None:
     return None
 
 
-def wait_serving(stack: Stack, probe: Package, authorization: str, timeout: float) -> float | None:
-    """Seconds until a Basic download of `probe` through nginx is whole and right again (the probe /readyz does not
-    make: it reaches the storage root, not a blob), or None after `timeout`."""
+def wait_serving(stack: Stack, probes: list[Package], authorization: str, timeout: float) -> float | None:
+    """Seconds until Basic downloads of `probes` (small packages imported at different times, so on different
+    SeaweedFS volumes) through nginx are whole and right again (what /readyz does not try: it reaches the storage root,
+    not a blob), or None after `timeout`."""
     started = time.monotonic()
-    url = f"{stack.nginx.base_url}/users/{UID}/scannedinstances/{SIID}/scans/{SID}/packages/{probe.pid}/bin"
+    pending = list(probes)
     with requests.Session() as session:
         while time.monotonic() - started < timeout:
-            with contextlib.suppress(requests.RequestException):
-                answer = session.get(url, headers={"Authorization": authorization}, timeout=5,
-                                     verify=stack.nginx.ca_file)
-                if answer.status_code == 200 and hashlib.sha256(answer.content).hexdigest() == probe.sha256:
-                    return time.monotonic() - started
+            for probe in list(pending):
+                url = f"{stack.nginx.base_url}/users/{UID}/scannedinstances/{SIID}/scans/{SID}/packages/{probe.pid}/bin"
+                with contextlib.suppress(requests.RequestException):
+                    answer = session.get(url, headers={"Authorization": authorization}, timeout=5,
+                                         verify=stack.nginx.ca_file)
+                    if answer.status_code == 200 and hashlib.sha256(answer.content).hexdigest() == probe.sha256:
+                        pending.remove(probe)
+            if not pending:
+                return time.monotonic() - started
             time.sleep(0.1)
     return None
 
 
-def inject_faults(stack: Stack, first: float, last: float, rounds: int, log: list[Fault], probe: Package,
+def inject_faults(stack: Stack, first: float, last: float, rounds: int, log: list[Fault], probes: list[Package],
                   authorization: str) -> None:
     """Every kind `rounds` times, spread between `first` and `last` (monotonic), one at a time."""
     kinds = fault_kinds(stack)
@@ -438,7 +444,7 @@ def inject_faults(stack: Stack, first: float, last: float, rounds: int, log: lis
             fault.error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         fault.ended = time.monotonic()
         fault.ready_after = wait_ready(stack, 60)
-        fault.serving_after = wait_serving(stack, probe, authorization, 60)
+        fault.serving_after = wait_serving(stack, probes, authorization, 60)
         log.append(fault)
         print(f"[soak]   {fault.target or fault.error}; /readyz 200 after {_seconds(fault.ready_after)}, "
               f"a download after {_seconds(fault.serving_after)}", flush=True)
@@ -589,8 +595,9 @@ def main(argv: list[str] | None = None) -> int:
         runner = threading.Thread(target=migrations.run, args=(stop_starting,))
         runner.start()
         print(f"[soak] setup {setup:.0f} s; baseline {baseline:.0f} s, then faults", flush=True)
-        probe = min(packages.values(), key=lambda package: package.size)
-        inject_faults(stack, fault_first, fault_last, args.rounds, faults, probe, authorization)
+        by_pid = sorted(packages.values(), key=lambda package: package.pid)
+        probes = [min(by_pid[n::PROBES], key=lambda package: package.size) for n in range(PROBES)]
+        inject_faults(stack, fault_first, fault_last, args.rounds, faults, probes, authorization)
         faults_done = time.monotonic()
         time.sleep(max(0.0, load_start + seconds - time.monotonic()))
         stop_starting.set()
@@ -625,6 +632,11 @@ class Report:
     text: str
     path: Path
     green: bool
+
+
+def _window_end(fault: Fault) -> float:
+    """A fault's load window: from its start until MIN_WINDOW after it ended and the service was back."""
+    return fault.ended + max(fault.ready_after or 0.0, fault.serving_after or 0.0) + MIN_WINDOW
 
 
 def _rate(attempts: list[Attempt], windows: list[tuple[float, float]]) -> tuple[float, float, int]:
@@ -697,7 +709,7 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind in dict.fromkeys(f.kind for f in faults):
         mine = [f for f in faults if f.kind == kind]
-        windows = [(f.started, max(f.ended + (f.ready_after or 0), f.started + MIN_WINDOW)) for f in mine]
+        windows = [(f.started, _window_end(f)) for f in mine]
         rate, mib, failed = _rate(attempts, windows)
         ready = [f.ready_after for f in mine]
         worst_ready = "never" if None in ready else f"{max(ready):.1f} s"
@@ -711,12 +723,14 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
     errors = [f"{f.kind} ({f.target}): {f.error}" for f in faults if f.error]
     lines += ["", f"Load before the faults: {before[0]:.1f} requests/s, {before[1]:.1f} MiB/s, {before[2]} failed"
               + (f"; after them: {after[0]:.1f} requests/s, {after[1]:.1f} MiB/s" if after else "")
-              + f". A fault's window runs from its start to /readyz 200 again (at least {MIN_WINDOW:.0f} s); "
+              + f". A fault's window runs from its start until {MIN_WINDOW:.0f} s after it ended and downloads "
+              "worked again (overlapping the next fault's when they come fast); "
               "'vs the 10 s before it': against the load just before each fault (other work on the machine "
               "moves the baseline); "
               "requests are whole answers (listings included), failed ones those that did not end in one. 'A "
-              "download after': from the end of the fault until a Basic download of the smallest package through "
-              "nginx is whole and right again (/readyz reaches the storage root and Redis, not a blob)."]
+              f"download after': from the end of the fault until Basic downloads of {PROBES} small packages (on "
+              "different SeaweedFS volumes) through nginx are whole and right again (/readyz reaches the storage "
+              "root and Redis, not a blob)."]
     if errors:
         lines += ["", "Injections that failed:", *[f"- {error}" for error in errors]]
     reasons = Counter((a.kind, a.outcome) for a in attempts if not a.ok and not a.outcome.startswith("hung up"))
@@ -725,8 +739,7 @@ def write_report(args, command, count, total, cap, setup, record: Record, faults
     by_fault: dict[str, Counter] = defaultdict(Counter)
     for a in attempts:
         if not a.ok and not a.outcome.startswith("hung up"):
-            kind = next((f.kind for f in faults
-                         if f.started <= a.ended < max(f.ended + (f.ready_after or 0), f.started + MIN_WINDOW)),
+            kind = next((f.kind for f in faults if f.started <= a.ended < _window_end(f)),
                         "outside any fault window")
             by_fault[kind][a.outcome] += 1
     lines += ["", "Failed requests by fault window: " + "; ".join(
