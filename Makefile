@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint demo clean stack bench bench-quick bench-scan fuzz audit compose-env
+.PHONY: run test test-fast lint demo clean stack bench bench-quick bench-scan soak fuzz audit compose-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench: $(STAMP)
 # A whole scan migrated by 8 parallel clients, Basic and listing + tokens, against nginx (QUICK=1: 200 packages).
 bench-scan: $(STAMP)
 	$(BIN)/python -m bench.scan $(if $(QUICK),--quick)
+
+# The same migration on the production stack (make stack's topology) with faults injected while it runs, each kind
+# twice; prints the invariants and a table (QUICK=1: 120 packages, 60 s of load, about 90 s in all; else 5 minutes).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(if $(QUICK),--quick)
 
 # Dependency audit (skipped with a message where PyPI's vulnerability data is unreachable).
 audit: $(STAMP)

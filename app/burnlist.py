@@ -395,11 +395,42 @@ class _PendingBurn:
 
 
 # KEYS[1]: the link; ARGV: the expected value, the new one, "1" to delete. The TTL set at creation is kept.
-_SWAP_SCRIPT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end
+# Every write carries a deadline on the Redis host's clock (ARGV[1]): when its caller has given up waiting (a paused
+# or overloaded Redis), it has answered 503 and streamed nothing, so a command Redis runs later from its socket
+# buffer must change nothing: a claim landing then would spend a link nobody received a byte of. -1: too late.
+_TOO_LATE = """
+local now = redis.call('TIME')
+if tonumber(now[1]) + tonumber(now[2]) / 1000000 > tonumber(ARGV[1]) then return -1 end
+"""
+_CLAIM_SCRIPT = _TOO_LATE + """
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then return 1 end
+return 0
+"""
+_SWAP_SCRIPT = _TOO_LATE + """
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+if ARGV[4] == '1' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL') end
 return 1
 """
+# How often a process measures again how far the Redis host's clock is from its own monotonic clock.
+CLOCK_CHECK_EVERY = 60.0
+
+
+class _RedisClock:
+    """The Redis host's time as seen from this process: an offset to time.monotonic(), measured with TIME (half a
+    round trip of uncertainty) and measured again every CLOCK_CHECK_EVERY seconds. Deadlines need no clock sync
+    between hosts."""
+
+    def __init__(self) -> None:
+        self.offset: float | None = None
+        self.measured = 0.0
+
+    def now(self, client: redis.Redis) -> float:
+        if self.offset is None or time.monotonic() - self.measured > CLOCK_CHECK_EVERY:
+            before = time.monotonic()
+            seconds, microseconds = client.time()
+            after = time.monotonic()
+            self.offset, self.measured = seconds + microseconds / 1e6 - (before + after) / 2, after
+        return time.monotonic() + self.offset
 
 
 class RedisBurnList:
@@ -417,8 +448,9 @@ class RedisBurnList:
         self._margin = margin
         self._clock = clock
         self._clients: PerProcess[redis.Redis] = PerProcess(self._new_client)
-        self._scripts: PerProcess[redis.commands.core.Script] = PerProcess(
-            lambda: self._redis().register_script(_SWAP_SCRIPT))
+        self._scripts: PerProcess[tuple[redis.commands.core.Script, redis.commands.core.Script]] = PerProcess(
+            lambda: (self._redis().register_script(_CLAIM_SCRIPT), self._redis().register_script(_SWAP_SCRIPT)))
+        self._redis_clock: PerProcess[_RedisClock] = PerProcess(_RedisClock)
 
     def _redis(self) -> redis.Redis:
         """Return this process's client, created on first use (after any fork)."""
@@ -440,23 +472,29 @@ class RedisBurnList:
 
     def swap(self, token_id: str, expected: str | None, new: str | None, expires_at: int,
              durable: bool = True) -> bool:
-        """A new entry is SET NX with a relative TTL (the Redis host's clock plays no part); a change is one Lua
-        script on the link's one key (so a Redis Cluster can shard the burn-list by link)."""
+        """A new entry is SET NX with a relative TTL, a change a compare-and-swap: each one Lua script on the link's
+        one key (so a Redis Cluster can shard the burn-list by link), which does nothing once the deadline of this
+        call has passed on the Redis host (_TOO_LATE)."""
+        if expected is None and new is None:
+            raise ValueError("swap needs an entry to expect or one to write")
         key = _REDIS_PREFIX + token_id
         try:
+            # The reply must be back before the socket timeout: Redis must not act later than this.
+            deadline = self._redis_clock.get().now(self._redis()) + self._timeout * 0.75
+            claim, change = self._scripts.get()
             if expected is None:
-                if new is None:
-                    raise ValueError("swap needs an entry to expect or one to write")
                 # +1: a token is valid through the whole second expires_at.
                 ttl = math.ceil(expires_at + 1 + self._margin - self._clock())
-                return bool(self._redis().set(key, new, nx=True, ex=ttl if ttl > 0 else EXPIRED_RETENTION))
-            delete = new is None
-            return bool(self._swap_script()(keys=[key], args=[expected, "" if delete else new, "1" if delete else "0"]))
+                answer = claim(keys=[key], args=[repr(deadline), new, ttl if ttl > 0 else EXPIRED_RETENTION])
+            else:
+                delete = new is None
+                answer = change(keys=[key], args=[repr(deadline), expected, "" if delete else new,
+                                                  "1" if delete else "0"])
         except redis.RedisError as exc:
             raise BurnListUnavailable(f"Redis burn-list: {exc}") from exc
-
-    def _swap_script(self) -> redis.commands.core.Script:
-        return self._scripts.get()
+        if answer == -1:
+            raise BurnListUnavailable("Redis burn-list: answered too late, nothing written")
+        return bool(answer)
 
     def read(self, token_id: str) -> str | None:
         """GET the id's key."""

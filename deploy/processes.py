@@ -114,6 +114,25 @@ def paused(process: subprocess.Popen | None) -> Iterator[None]:
         process.send_signal(signal.SIGCONT)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (gunicorn's or nginx's workers), from /proc; [] once it is gone."""
+    with contextlib.suppress(OSError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def wait_for_new_children(pid: int, old: Iterable[int], count: int, timeout: float = START_TIMEOUT) -> list[int]:
+    """After a reload (SIGHUP): wait until ``pid`` has ``count`` children and none of ``old`` is among them."""
+    old = set(old)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = child_pids(pid)
+        if len(children) >= count and old.isdisjoint(children):
+            return children
+        time.sleep(0.05)
+    raise TimeoutError(f"process {pid} did not replace its workers within {timeout} s")
+
+
 def _tail(log: Path, lines: int = 30) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
@@ -190,6 +209,11 @@ class SeaweedFS:
     def paused(self) -> contextlib.AbstractContextManager[None]:
         """Freeze the server (SIGSTOP): connections are accepted by the kernel but never answered."""
         return paused(self.process)
+
+    def restart(self) -> None:
+        """Stop (SIGTERM, SIGKILL after 2 s) and start again with the same data and ports."""
+        self.stop()
+        self.start()
 
     def create_bucket(self, timeout: float = START_TIMEOUT) -> None:
         """Create the bucket, retrying while the filer behind the S3 gateway is still starting."""
@@ -297,6 +321,15 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def restart(self) -> None:
+        """SHUTDOWN (the AOF flushed) and start again on the same port and data: the AOF is replayed."""
+        self.stop()
+        self.start()
+
+    def paused(self) -> contextlib.AbstractContextManager[None]:
+        """Freeze the server (SIGSTOP) for the block: connections are accepted, nothing answers."""
+        return paused(self._process)
 
     def log_tail(self) -> str:
         """Return the end of the server log, for failure messages."""
@@ -480,6 +513,14 @@ class Nginx:
             self.stop()
             raise
 
+    def reload(self) -> None:
+        """`nginx -s reload` (SIGHUP to the master): new workers with the config read again, the old ones finish
+        their requests. Returns once every old worker has been replaced."""
+        assert self.process is not None
+        old = child_pids(self.process.pid)
+        self.process.send_signal(signal.SIGHUP)
+        wait_for_new_children(self.process.pid, old, len(old))
+
     def stop(self) -> None:
         """Fast shutdown (SIGTERM), then SIGKILL to the group if it hangs."""
         process, self.process = self.process, None
@@ -550,6 +591,8 @@ class Service:
     files: dict[str, Path] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    # gunicorn's standard output and error (the app's audit lines and warnings go to standard error); None: discarded
+    output_log: Path | None = None
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         """Run `pkgdl ARGS` with the service's environment."""
@@ -561,10 +604,33 @@ class Service:
 
     def start(self) -> None:
         require_free(int(self.base_url.rsplit(":", 1)[1]), "gunicorn")
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.output_log, "ab") if self.output_log else contextlib.nullcontext(subprocess.DEVNULL) as out:
+            self.process = subprocess.Popen(
+                [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")], env=self.env, cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT if self.output_log else subprocess.DEVNULL)
         wait_for_http(f"{self.base_url}/healthz", process=self.process)
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: children of the master."""
+        return child_pids(self.process.pid) if self.process else []
+
+    def kill_worker(self) -> int:
+        """`kill -9` one worker (the master forks a new one); its pid."""
+        victim = self.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        return victim
+
+    def reload(self) -> None:
+        """SIGHUP: the master starts new workers and stops the old ones gracefully; returns once all are new."""
+        assert self.process is not None
+        old = self.worker_pids()
+        self.process.send_signal(signal.SIGHUP)
+        wait_for_new_children(self.process.pid, old, len(old))
+
+    def restart(self) -> None:
+        """Graceful stop (SIGTERM: running requests finish within graceful_timeout) and start on the same port."""
+        self.stop()
+        self.start()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

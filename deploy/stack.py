@@ -1,6 +1,7 @@
 """`make stack`: the docker-compose.yml topology as local processes, without Docker.
 
-SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances (2 workers each, PKGDL_OFFLOAD=x-accel)
+SeaweedFS S3 (bucket created) + Redis (AOF, noeviction) + two gunicorn instances (2 workers each, PKGDL_OFFLOAD=x-accel;
+logs appN.access.log, appN.error.log, and appN.audit.log: the app's standard error, its audit lines and warnings)
 + nginx with TLS on 127.0.0.1:8443 (PKGDL_STACK_PORT; a self-signed certificate made for the run) and plain HTTP on
 127.0.0.1:8080 (PKGDL_STACK_HTTP_PORT) that only redirects, seeded by `pkgdl demo`. Logs and data live in a temporary
 directory removed on stop, or, with PKGDL_STACK_HOME=DIR, in a new directory under DIR that is kept. Everything stops
@@ -24,11 +25,15 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.processes import (
+    Nginx,
     PortTaken,
     RedisServer,
+    SeaweedFS,
     Service,
     find_binary,
     free_port,
@@ -68,6 +73,55 @@ def write_environment(path: Path, env: dict[str, str]) -> Path:
     return path
 
 
+@dataclass
+class Stack:
+    """The running topology under ``home``: SeaweedFS, Redis, the gunicorn instances, nginx (`make stack` and
+    bench/soak.py start it the same way)."""
+
+    home: Path
+    seaweedfs: SeaweedFS | None = None
+    redis: RedisServer | None = None
+    instances: list[Service] = field(default_factory=list)
+    nginx: Nginx | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    running: list = field(default_factory=list)  # everything started, stopped in reverse order
+
+    def start(self, weed: str, redis_binary: str, public_url: str, *, port: int | None = None,
+              http_port: int | None = None, seed: Callable[[dict[str, str]], object] | None = None,
+              instances: int = INSTANCES) -> None:
+        """Start everything; ``seed(env)`` runs once storage and Redis are up, before the app starts (the CLI:
+        `pkgdl demo`, users, a catalog). On failure what started keeps running: the caller stops it (``stop``)."""
+        self.seaweedfs = start_seaweedfs(self.home / "seaweedfs", weed)
+        self.running.append(self.seaweedfs)
+        (self.home / "redis").mkdir()
+        self.redis = RedisServer(redis_binary, self.home / "redis")
+        self.redis.start()
+        self.running.append(self.redis)
+        self.env = app_environment(self.home, public_url, self.seaweedfs, self.redis)
+        if seed is not None:
+            seed(self.env)
+        for number in range(1, instances + 1):
+            bind = f"127.0.0.1:{free_port()}"
+            logs = self.home / f"app{number}.access.log", self.home / f"app{number}.error.log"
+            instance = Service(f"http://{bind}", {**self.env, "PKGDL_BIND": bind, "PKGDL_ACCESS_LOG": str(logs[0]),
+                                                  "PKGDL_ERROR_LOG": str(logs[1])}, self.home, *logs,
+                               output_log=self.home / f"app{number}.audit.log")  # standard error: audit, warnings
+            instance.start()
+            self.running.append(instance)
+            self.instances.append(instance)
+        self.nginx = start_nginx(self.home / "nginx", [i.base_url.removeprefix("http://") for i in self.instances],
+                                 self.home / "unused", self.seaweedfs.endpoint_url, port=port, http_port=http_port,
+                                 public_url=public_url)
+        self.running.append(self.nginx)
+
+    def stop(self) -> None:
+        """Stop everything started, newest first."""
+        for process in reversed(self.running):
+            with contextlib.suppress(Exception):
+                process.stop()
+        self.running.clear()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -100,36 +154,22 @@ def main() -> int:
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="pkgdl-stack-", dir=keep or None))
-    running: list = []  # everything started, stopped in reverse order
+    stack = Stack(home)
     try:
-        running.append(start_seaweedfs(home / "seaweedfs", weed))
-        (home / "redis").mkdir()
-        redis = RedisServer(redis_binary, home / "redis")
-        redis.start()
-        running.append(redis)
         public_url = f"https://127.0.0.1:{port}"
-        env = app_environment(home, public_url, running[0], redis)
-        env_file = write_environment(home / "pkgdl.env", env)
-        demo = subprocess.run([str(BIN / "pkgdl"), "demo"], env=env, cwd=home, capture_output=True, text=True,
-                              timeout=120, check=True)
-        instances = []
-        for number in range(1, INSTANCES + 1):
-            bind = f"127.0.0.1:{free_port()}"
-            logs = home / f"app{number}.access.log", home / f"app{number}.error.log"
-            instance = Service(f"http://{bind}", {**env, "PKGDL_BIND": bind, "PKGDL_ACCESS_LOG": str(logs[0]),
-                                                  "PKGDL_ERROR_LOG": str(logs[1])}, home, *logs)
-            instance.start()
-            running.append(instance)
-            instances.append(bind)
-        nginx = start_nginx(home / "nginx", instances, home / "unused", running[0].endpoint_url, port=port,
-                            http_port=http_port, public_url=public_url)
-        running.append(nginx)
-        print(demo.stdout.rstrip())
+        demo: list[subprocess.CompletedProcess] = []
+        stack.start(weed, redis_binary, public_url, port=port, http_port=http_port,
+                    seed=lambda env: demo.append(subprocess.run([str(BIN / "pkgdl"), "demo"], env=env, cwd=home,
+                                                                capture_output=True, text=True, timeout=120,
+                                                                check=True)))
+        nginx, redis, seaweedfs = stack.nginx, stack.redis, stack.seaweedfs
+        env_file = write_environment(home / "pkgdl.env", stack.env)
+        print(demo[0].stdout.rstrip())
         print(f"\nThe certificate is self-signed: add `--cacert {nginx.ca_file}` to the curl commands above.")
         print(f"Your own users and packages: `set -a; . {env_file}; set +a`, then `pkgdl users add`, "
               "`pkgdl catalog add`, `pkgdl token mint` work on this stack.")
-        print(f"nginx {public_url} (TLS; {nginx.http_url} redirects there) -> gunicorn {', '.join(instances)}"
-              f" (x-accel offload) -> SeaweedFS {running[0].endpoint_url}, Redis {redis.url}")
+        print(f"nginx {public_url} (TLS; {nginx.http_url} redirects there) -> gunicorn {', '.join(nginx.upstreams)}"
+              f" (x-accel offload) -> SeaweedFS {seaweedfs.endpoint_url}, Redis {redis.url}")
         kept = "kept after stop" if keep else "removed on stop; PKGDL_STACK_HOME=DIR keeps them"
         print(f"logs and data in {home} ({kept}); Ctrl-C stops everything", flush=True)
         _wait_for_interrupt()
@@ -143,9 +183,7 @@ def main() -> int:
     except KeyboardInterrupt:
         pass  # interrupted while starting: stop what runs
     finally:
-        for process in reversed(running):
-            with contextlib.suppress(Exception):
-                process.stop()
+        stack.stop()
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
     print("stopped")

@@ -30,6 +30,7 @@ from app.burnlist import (
     SqliteBurnList,
     open_burnlist,
 )
+from deploy.processes import paused
 
 FAR = int(time.time()) + 86400
 BACKENDS = ["sqlite", "redis"]
@@ -708,6 +709,31 @@ def test_redis_stopped_is_unavailable_quickly_then_recovers(redis_server: object
     assert burnlist.burn(fresh_id(), FAR) is True
     burnlist.ping()
     assert burnlist.burn(burned, FAR) is False
+    burnlist.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("change", ["claim", "swap"])
+def test_redis_write_that_timed_out_never_lands_later(redis_server: object, redis_admin: redis.Redis,
+                                                      change: str) -> None:
+    """Redis paused (found by `make soak`): the write times out and the download answers 503 (nothing streamed),
+    but the command sits in Redis's socket buffer and would run when Redis resumes, claiming a link nobody got a
+    byte of (the next plain GET: 403). A write Redis runs after the caller gave up must change nothing."""
+    burnlist = open_burnlist(redis_server.url, timeout=0.5)  # type: ignore[attr-defined]
+    token_id = fresh_id()
+    if change == "swap":
+        assert burnlist.swap(token_id, None, "claimed", FAR) is True
+        assert burnlist.swap(token_id, "claimed", "claimed", FAR) is True  # the script loaded
+    burnlist.ping()  # a pooled connection (and whatever the store learns of Redis) before the pause
+    with paused(redis_server.process):  # type: ignore[attr-defined]
+        with pytest.raises(BurnListUnavailable):
+            if change == "claim":
+                burnlist.swap(token_id, None, "claimed", FAR)
+            else:
+                burnlist.swap(token_id, "claimed", "more", FAR)
+        time.sleep(0.5)
+    time.sleep(0.3)  # Redis runs what waited in its buffers
+    assert redis_admin.get(f"burn:{token_id}") == (None if change == "claim" else b"claimed")
+    assert burnlist.swap(token_id, None, "claimed", FAR) is (change == "claim")  # and it works again
     burnlist.close()  # type: ignore[attr-defined]
 
 

@@ -256,6 +256,30 @@ def test_logs_hold_no_token(deployment):
             assert token.split(".")[-1] not in text, path  # not even the signature
 
 
+def test_an_instance_down_leaves_no_token_in_nginx_error_log(local_deployment, make_nginx):
+    """An instance down (restarted, crashed): nginx fails over to the next one and logs the failure, and its error
+    lines quote the client's request line, query string included (found by `make soak`). The upstream failures
+    show in the access log's upstream_status instead."""
+    dead = f"127.0.0.1:{free_port()}"  # nobody listens: connect() is refused
+    nginx = make_nginx([dead, _address(local_deployment.instances[0])], local_deployment.seeded.home / "packages")
+    tokens = []
+    for _ in range(4):  # round robin: the dead upstream is tried first at least once
+        path = local_deployment.token_path(DEB)
+        tokens.append(path.split("downloadToken=", 1)[1])
+        assert get(nginx.base_url + path).content == local_deployment.source(DEB)
+    lonely = make_nginx([dead], local_deployment.seeded.home / "packages")  # no instance at all: 502
+    path = local_deployment.token_path(DEB)
+    tokens.append(path.split("downloadToken=", 1)[1])
+    assert get(lonely.base_url + path).status_code == 502
+    time.sleep(0.2)
+    assert f"upstream={dead}, " in nginx.access_log.read_text()  # the failover is in the access log
+    for log in (nginx.error_log, nginx.access_log, lonely.error_log, lonely.access_log):
+        text = log.read_text(errors="replace")
+        assert "downloadToken" not in text, log
+        for token in tokens:
+            assert token.split(".")[-1] not in text, log
+
+
 # --- resumable links through nginx (offloaded: nginx's post_action reports what it sent) --------------------------
 
 def _eventually_refused(url: str, headers: dict[str, str]) -> int:

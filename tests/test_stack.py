@@ -105,6 +105,7 @@ def test_the_stack_keeps_its_logs_under_pkgdl_stack_home(tmp_path):
     assert len(homes) == 1 and str(homes[0]) in "".join(lines)
     logs = {path.name for path in homes[0].rglob("*.log")}
     assert {"app1.access.log", "app1.error.log", "app2.access.log", "redis.log", "weed.log"} <= logs
+    assert {"app1.audit.log", "app2.audit.log"} <= logs  # the app's standard error: audit lines, warnings
     assert any(Path(homes[0], "nginx").rglob("*.log"))
     with socket.socket() as probe:  # nginx stopped with the stack
         assert probe.connect_ex(("127.0.0.1", port)) != 0
