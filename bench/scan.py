@@ -335,15 +335,16 @@ def _fresh_worker(server: servers.Server, timeout: float = 60.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scan", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 packages up to 16 MiB, 2 rounds (a few minutes)")
+    parser.add_argument("--quick", action="store_true", help="200 packages up to 16 MiB, 4 rounds (a few minutes)")
     parser.add_argument("--packages", type=int, help="packages in the scan (default 1000, quick 200)")
     parser.add_argument("--clients", type=int, default=8, help="parallel keep-alive clients (default 8)")
-    parser.add_argument("--only", help="run only the migrations whose name contains this (e.g. 'S3', 'alone')")
+    parser.add_argument("--only", help="run only the migrations (and first-request probes) whose name contains "
+                        "this (e.g. 'S3', 'alone', 'first')")
     parser.add_argument("--no-first", action="store_true", help="skip the first-request measurement")
     parser.add_argument("--out", type=Path, default=LOCAL_RESULTS, help="report directory (git-ignored default)")
     args = parser.parse_args(argv)
     count = args.packages or (200 if args.quick else 1000)
-    cap, rounds = (16 if args.quick else 200) * MiB, 2 if args.quick else 3
+    cap, rounds = (16 if args.quick else 200) * MiB, 4 if args.quick else 5
     fresh, warm = (3, 10) if args.quick else (5, 20)
     home = Path(tempfile.mkdtemp(prefix="pkgdl-bench-scan-"))
     rows: dict[str, Row] = {}
@@ -411,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                       ("production stack", service, stack_settings(redis, "stack")),
                       ("production stack on S3", s3_service, stack_settings(redis, "stack-s3"))]
             for label, base, settings in probes:
-                if args.only and args.only not in label:
+                if args.only and args.only not in f"first request, {label}":
                     continue
                 slug = label.replace(" ", "-")
                 for kind, (firsts, warms) in first_requests(base, home, slug, settings, small, fresh,
