@@ -76,5 +76,5 @@ def post_worker_init(worker):
         return
     from app.warmup import warm_up
 
-    timings = warm_up(worker.wsgi, getattr(worker, "tpool", None), worker.cfg.threads)
+    timings = warm_up(worker.wsgi, getattr(worker, "tpool", None), worker.cfg.threads, notify=worker.notify)
     worker.log.debug("warm-up: %s", ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in timings.items()))

@@ -30,28 +30,54 @@ log = logging.getLogger("pkgdl.warmup")
 _PROBE_OBJECT = "pkgdl-warm-up-probe"
 _PROBE_LOGIN = "pkgdl-warm-up"
 THREAD_WAIT = 10.0  # seconds to wait for the pool's threads to meet (then warm what met)
+# The warm-up starts no step after this many seconds: a store that is down while workers start must not keep them
+# from serving what does not need it (/healthz, Basic downloads during a burn-list outage), nor near gunicorn's
+# worker timeout.
+BUDGET = 5.0
 
 
-def warm_up(app: Flask, pool: Executor | None = None, threads: int = 1) -> dict[str, float]:
+def warm_up(app: Flask, pool: Executor | None = None, threads: int = 1,
+            notify: Callable[[], None] = lambda: None) -> dict[str, float]:
     """Open the app's storage, burn-list, throttle, users, KDF and token signer in this process, run one request
     through the app, and open each of the `threads` request threads' own connections in `pool` (gunicorn's
-    gthread pool); returns seconds per step. An app without pkgdl's services (bench's bare Flask) is left alone."""
+    gthread pool); returns seconds per step done.
+
+    The steps run in a thread of their own while this one waits at most BUDGET seconds, calling `notify` (gunicorn's
+    heartbeat) meanwhile: a store that hangs while the worker starts (its timeouts and retries can add up to more
+    than gunicorn's worker timeout) only delays the worker by the budget; no step starts after it. Once a step of
+    the storage or the burn-list fails, their other steps are skipped. An app without pkgdl's services (bench's
+    bare Flask) is left alone."""
     services: Services | None = app.extensions.get(EXTENSION_KEY)
     if services is None:
         return {}
+    deadline = time.monotonic() + BUDGET
+    steps = _steps(app, services)
+    if pool is not None and threads > 1:
+        steps.append(("burn-list, per thread", lambda: _in_every_thread(pool, threads, services.burnlist.ping)))
     timings: dict[str, float] = {}
-    for name, step in _steps(app, services):
+    runner = threading.Thread(target=_run, args=(steps, deadline, timings), name="pkgdl-warm-up", daemon=True)
+    runner.start()
+    while runner.is_alive() and time.monotonic() < deadline:
+        runner.join(0.5)
+        notify()
+    if runner.is_alive():
+        log.warning("warm-up: not done after %.0f s; the worker starts, its first requests open the rest", BUDGET)
+    return dict(timings)
+
+
+def _run(steps: list[tuple[str, Callable[[], Any]]], deadline: float, timings: dict[str, float]) -> None:
+    failed: set[str] = set()
+    for name, step in steps:
+        group = name.split(" ", 1)[0].rstrip(",")
+        if group in failed or time.monotonic() > deadline:
+            continue
         started = time.perf_counter()
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - a warm-up step must never stop a worker from starting
             log.warning("warm-up: %s not opened (%s); the first request opens it", name, type(exc).__name__)
+            failed.add(group)
         timings[name] = time.perf_counter() - started
-    if pool is not None and threads > 1:
-        started = time.perf_counter()
-        _in_every_thread(pool, threads, services.burnlist.ping)
-        timings["burn-list, per thread"] = time.perf_counter() - started
-    return timings
 
 
 def _steps(app: Flask, services: Services) -> list[tuple[str, Callable[[], Any]]]:
@@ -111,10 +137,9 @@ def _in_every_thread(pool: Executor, threads: int, action: Callable[[], None]) -
             barrier.wait(THREAD_WAIT)
         except threading.BrokenBarrierError:
             pass
-        try:
-            action()
-        except Exception as exc:  # noqa: BLE001 - as above: the request opens it instead
-            log.warning("warm-up: a request thread's burn-list connection not opened (%s)", type(exc).__name__)
+        action()
 
-    for future in [pool.submit(task) for _ in range(threads)]:
-        future.result(THREAD_WAIT * 2)
+    failures = [future.exception(THREAD_WAIT * 2) for future in [pool.submit(task) for _ in range(threads)]]
+    failure = next((exc for exc in failures if exc is not None), None)
+    if failure is not None:
+        raise failure
