@@ -66,3 +66,15 @@ def on_exit(server):
     """Remove the metrics directory if we created it."""
     if _OWN_METRICS_DIR:
         shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    """Warm the new worker up before it accepts (app/warmup.py): its storage client, burn-list connections (one
+    per request thread for SQLite), KDF, token signer and one request through the app are opened now, so its first
+    download costs about what the next ones do. The app is the one this worker built (create_app runs in each)."""
+    if getattr(worker.app, "app_uri", wsgi_app) != wsgi_app:  # another app under this file (bench's bare Flask)
+        return
+    from app.warmup import warm_up
+
+    timings = warm_up(worker.wsgi, getattr(worker, "tpool", None), worker.cfg.threads, notify=worker.notify)
+    worker.log.debug("warm-up: %s", ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in timings.items()))

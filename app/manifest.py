@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,9 +124,16 @@ def manifest_path(uid: str, siid: int, sid: int) -> str:
     return f"{uid}/{siid}/{sid}/packages.json"
 
 
+# Exactly the code points of general categories Cc (C0, DEL, C1: fixed by Unicode's stability policy) and Cs
+# (surrogates), checked against unicodedata.category over every code point. One regex search instead of a
+# category lookup per character: parsing a 1,000-package manifest went from ~31 ms to ~13 ms, which the first
+# request of a worker (and of every PKGDL_CATALOG_TTL) pays.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def has_control_characters(text: str) -> bool:
     """True when ``text`` holds C0/C1 controls or lone surrogates (undecodable file name bytes)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+    return _CONTROL_OR_SURROGATE.search(text) is not None
 
 
 def format_timestamp(moment: datetime, milliseconds: bool = False) -> str:

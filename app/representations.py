@@ -122,13 +122,49 @@ def _render(name: str, wire: Mapping[str, WireValue], status: int, as_json: bool
     if as_json:
         return Response(json.dumps({name: wire}, separators=(",", ":"), ensure_ascii=False), status,
                         content_type=JSON_TYPE)
+    return Response(xml_document(name, wire), status, content_type=XML_TYPE)
+
+
+def xml_document(name: str, wire: Mapping[str, WireValue]) -> bytes:
+    """The object as XML: the root in UForge's namespace, unqualified children (the schema's elementFormDefault), a
+    list repeating its element. Byte for byte what ElementTree writes for the same tree (tests/test_uforge_wire.py
+    compares them), written directly: ElementTree's serializer is pure Python and was ~40% of a listing (13 ms for
+    200 packages)."""
+    parts = ["<?xml version='1.0' encoding='utf-8'?>\n"]
+    _write(parts, f"ns0:{name}", wire, f' xmlns:ns0="{UFORGE_NS}"')
+    return "".join(parts).encode("utf-8")
+
+
+def _write(parts: list[str], tag: str, value: WireValue, attributes: str = "") -> None:
+    if isinstance(value, Mapping):
+        opened = len(parts)
+        parts.append(f"<{tag}{attributes}>")
+        for key, child in value.items():
+            for item in child if isinstance(child, list) else [child]:
+                _write(parts, key, item)
+        if len(parts) == opened + 1:  # no child at all (an empty object, or only empty lists)
+            parts[opened] = f"<{tag}{attributes} />"
+        else:
+            parts.append(f"</{tag}>")
+        return
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if not text:
+        parts.append(f"<{tag}{attributes} />")
+    elif "&" in text or "<" in text or ">" in text:
+        parts.append(f"<{tag}{attributes}>{text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}"
+                     f"</{tag}>")
+    else:
+        parts.append(f"<{tag}{attributes}>{text}</{tag}>")
+
+
+def element_tree_document(name: str, wire: Mapping[str, WireValue]) -> bytes:
+    """The same document through ElementTree (the reference xml_document is tested against)."""
     root = ET.Element(f"{{{UFORGE_NS}}}{name}")
     _append(root, wire)
-    return Response(ET.tostring(root, encoding="utf-8", xml_declaration=True), status, content_type=XML_TYPE)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
 def _append(parent: ET.Element, wire: Mapping[str, WireValue]) -> None:
-    """Unqualified children (the schema's elementFormDefault); a list repeats its element."""
     for key, value in wire.items():
         for item in value if isinstance(value, list) else [value]:
             child = ET.SubElement(parent, key)

@@ -128,10 +128,11 @@ def start_nginx(home: Path, root: Path) -> Server:
                  home, port)
 
 
-def start_template_nginx(name: str, home: Path, upstream_port: int | list[int], storage_root: Path) -> Server:
+def start_template_nginx(name: str, home: Path, upstream_port: int | list[int], storage_root: Path,
+                         s3_endpoint: str | None = None) -> Server:
     """nginx from the production deploy/nginx.conf.template (rendered by deploy/render_nginx.py) in front of the
-    gunicorn(s) on `upstream_port`, with the X-Accel alias on `storage_root`; its logs and temp files under
-    home/<name>.
+    gunicorn(s) on `upstream_port`, with the X-Accel alias on `storage_root` (and the S3 location proxying
+    presigned URLs to `s3_endpoint`, when given); its logs and temp files under home/<name>.
 
     The access log is on (the template's `pkgdl` format, `$uri` being the internal location after an
     X-Accel-Redirect): scenario 1b reads it to check which way each download went.
@@ -141,7 +142,8 @@ def start_template_nginx(name: str, home: Path, upstream_port: int | list[int], 
     # deploy/processes.py renders and runs it (as `make stack` and the tests do); bench tracks the process itself.
     ports = upstream_port if isinstance(upstream_port, list) else [upstream_port]
     nginx = processes.Nginx(find_binary("nginx", "/usr/sbin/nginx"), home, free_port(),
-                            tuple(f"127.0.0.1:{port}" for port in ports), storage_root)  # local storage only
+                            tuple(f"127.0.0.1:{port}" for port in ports), storage_root,
+                            s3_endpoint or processes.NO_S3_ENDPOINT)
     nginx.write_conf()
     server = start(name, nginx.command(), home, nginx.port)
     server.ca_file = nginx.ca_file  # it terminates TLS, with a certificate made under home/tls
@@ -250,8 +252,9 @@ def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 
 def start_pkgdl(name: str, home: Path, files: list[Path], secret_keys: str, storage_url: str,
-                storage_options: dict | None = None, burnlist_url: str | None = None) -> Pkgdl:
-    """Seed a user and `files` through the CLI, then start `gunicorn -c gunicorn.conf.py`."""
+                storage_options: dict | None = None, burnlist_url: str | None = None, serve: bool = True) -> Pkgdl:
+    """Seed a user and `files` through the CLI, then start `gunicorn -c gunicorn.conf.py` (unless not `serve`: then
+    the returned Pkgdl has no server, only what was seeded, for start_pkgdl_variant)."""
     home = home / name
     home.mkdir()
     port = free_port()
@@ -272,6 +275,8 @@ def start_pkgdl(name: str, home: Path, files: list[Path], secret_keys: str, stor
     for line in listed.splitlines():
         _pid, full_name, _size, sha256 = line.split("\t")
         blobs[full_name] = blob_path(sha256)
+    if not serve:
+        return Pkgdl(None, env, password, pids, blobs)  # type: ignore[arg-type]
     command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
     server = start(name, command, home, port, env=env, cwd=ROOT, ready_url=f"http://127.0.0.1:{port}/healthz")
     return Pkgdl(server, env, password, pids, blobs)
