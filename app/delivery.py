@@ -65,6 +65,11 @@ class DeliveryObserver(Protocol):
         there is no link to report on."""
         ...
 
+    def recorded_whole(self) -> bool:
+        """Whether the link's claim recorded the whole body as written already (a body `in_hand`): only a transfer
+        that breaks has anything to report."""
+        ...
+
 
 class SilentObserver:
     """An observer that records nothing (tests and tools that serve a package outside a request)."""
@@ -80,6 +85,10 @@ class SilentObserver:
 
     def offload_ticket(self) -> None:
         """No link."""
+
+    def recorded_whole(self) -> bool:
+        """No link."""
+        return False
 
 
 @dataclass
@@ -151,6 +160,10 @@ class RequestDelivery:
         self.spent = self.services.links.why_spent(state)
         if self.spent is not None:
             self.services.metrics.link_event(f"spent_{self.spent}")
+
+    def recorded_whole(self) -> bool:
+        """The claim was an assumed one (link_rules.admit's `assume_written`)."""
+        return self.grant is not None and self.grant.settled is not None
 
     def offload_ticket(self) -> str | None:
         """Signed only when an offload asks for it (not on every token request)."""

@@ -162,9 +162,10 @@ def _undo_assumed(state: LinkState, written: tuple[Interval, ...], attempted: in
     """The one write of an assumed claim failed: record what it really wrote. (No other request was admitted
     meanwhile: the link looked delivered.)"""
     planned = state.assumed[1]
-    if not written and attempted == 0 and state.revoked_at is None and state.size:
+    covered = union(written)  # empty ranges (nginx's report of 0 bytes: (0, 0)) cover nothing
+    if not covered and attempted == 0 and state.revoked_at is None and state.size:
         return None
-    return replace(state, sent=state.sent - max(0, planned - attempted), covered=union(written), assumed=None)
+    return replace(state, sent=state.sent - max(0, planned - attempted), covered=covered, assumed=None)
 
 
 def revoke(state: LinkState | None, now: float) -> LinkState:

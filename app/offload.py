@@ -19,6 +19,11 @@ _CONDITIONAL_HEADERS = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Mo
 DISPOSITION_HEADER = "X-Pkgdl-Content-Disposition"
 TICKET_HEADER = "X-Pkgdl-Ticket"
 SENT_HEADER = "X-Pkgdl-Sent"  # nginx's $body_bytes_sent, in its report at the end of an offloaded transfer
+# The size of a package whose claim recorded it written whole: nginx reports only a transfer that sent less.
+RECORDED_HEADER = "X-Pkgdl-Recorded"
+# A package of at most one chunk (app/download.py's CHUNK_SIZE) is claimed as written whole, as when the app streams
+# it in one write.
+ONE_WRITE = 1 << 20
 REQUEST_PATH_HEADER = "X-Pkgdl-Request-Path"  # the client's path (no query) when nginx reports a failed offload
 OFFLOAD_LOCAL_PREFIX = "/_pkgdl/local/"
 OFFLOAD_S3_PREFIX = "/_pkgdl/s3"
@@ -50,11 +55,16 @@ def offloaded_response(target: str, package: Package, headers: dict[str, str], p
     file (POST /_pkgdl/offload-failed), so the link is settled as if the app had streamed; nginx never forwards
     either header to the client.
     """
-    policy.observer.before_first_byte(BodyPlan.whole(package.size), whole=True)
+    # A small package's claim records it as written whole, as when the app streams it in one write: a transfer
+    # that completes then needs no report (one request to the app per download instead of two; nginx compares its
+    # $body_bytes_sent with RECORDED_HEADER), one that breaks reports and is undone to what was sent.
+    policy.observer.before_first_byte(BodyPlan.whole(package.size), whole=True, in_hand=package.size <= ONE_WRITE)
     headers[DISPOSITION_HEADER] = headers.pop("Content-Disposition")
     ticket = policy.observer.offload_ticket()
     if ticket is not None:
         headers[TICKET_HEADER] = ticket
+        if policy.observer.recorded_whole():
+            headers[RECORDED_HEADER] = str(package.size)
     headers["X-Accel-Redirect"] = target
     headers["X-Accel-Buffering"] = "no"
     policy.observer.finished(200, package.size, "offloaded")

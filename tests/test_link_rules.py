@@ -195,3 +195,17 @@ def test_union_covers_exactly_the_same_points(spans):
 def test_covers_means_every_byte(spans, size):
     points = {p for start, end in spans for p in range(start, end)}
     assert covers(union(tuple(spans)), size) == all(p in points for p in range(size))
+
+
+def test_an_assumed_claim_whose_one_write_failed_is_undone():
+    """A body claimed as written whole (one write: a small package streamed, or sent whole by nginx) that then
+    failed: nothing written leaves the link unused, nginx's report of 0 bytes ((0, 0)) included; part written is
+    resumable."""
+    whole = ((0, SIZE),)
+    state, reserved = admit(None, rid="r1", now=100.0, window=WINDOW, etag=ETAG, size=SIZE, ranged=False,
+                            planned=SIZE, whole=True, assume_written=whole)
+    assert reserved == SIZE and spent_reason(state, 101.0, WINDOW) == "completed"
+    assert settle(state, "r1", (), 0) is None
+    assert settle(state, "r1", ((0, 0),), 0) is None
+    broken = settle(state, "r1", ((0, 400),), 400)
+    assert broken.covered == ((0, 400),) and broken.sent == 400 and spent_reason(broken, 101.0, WINDOW) is None

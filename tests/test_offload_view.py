@@ -120,3 +120,11 @@ def test_a_complete_offloaded_transfer_spends_the_link(offload_client, scan):
     offload_client.post("/_pkgdl/offload-done", headers={"X-Pkgdl-Ticket": ticket, "X-Pkgdl-Sent": size})
     assert offload_client.get(url, headers={"Range": "bytes=0-0"}).status_code == 403
     assert offload_client.post("/_pkgdl/offload-done", headers={"X-Pkgdl-Sent": size}).status_code == 204  # no ticket
+
+
+def test_one_write_is_the_streamed_first_chunk():
+    """Offload claims a package as written whole exactly when streaming would hand it over in one write."""
+    from app.download import CHUNK_SIZE
+    from app.offload import ONE_WRITE
+
+    assert ONE_WRITE == CHUNK_SIZE
