@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app import manifest as manifest_module
 from app.manifest import (
@@ -17,6 +19,7 @@ from app.manifest import (
     manifest_path,
     package_fields,
     parse_manifest,
+    scan_entries,
 )
 
 SHA = "ab" * 32
@@ -266,3 +269,37 @@ def test_reason_names_the_field_not_the_value():
 def test_manifest_refuses_duplicate_ids_when_built_in_code():
     with pytest.raises(ManifestError):
         Manifest("alice", 1, 2, (package(1), package(1, full_name="other")))
+
+
+def _answer(scan, pid: int) -> object:
+    try:
+        return scan.package(pid)
+    except ManifestError as error:
+        return ("unusable", error.reason)
+
+
+# Entries as producers get them wrong: good ones, one field broken (from UNUSABLE_ENTRY), repeated dbIds, non-objects.
+_BROKEN_ENTRIES = [json.loads(raw)["packages"][0] for raw in UNUSABLE_ENTRY.values()]
+_ENTRIES = st.one_of(
+    st.builds(lambda db_id, name: {**ENTRY, "dbId": db_id, "fullName": name}, st.integers(0, 6),
+              st.sampled_from(["a-1-1.noarch.rpm", "b_1_all.deb", "c\n.rpm"])),
+    st.builds(lambda broken, db_id: {**broken, "dbId": db_id} if isinstance(broken, dict) and "dbId" in broken
+              else broken, st.sampled_from(_BROKEN_ENTRIES), st.integers(0, 6)),
+    st.sampled_from(["x", 3, None, [], {"dbId": True}, {"dbId": "4"}]),
+)
+
+
+@given(st.lists(_ENTRIES, max_size=12))
+def test_one_entry_at_a_time_answers_as_the_whole_manifest(entries):
+    """What a download sees through ScanEntries (its own entry validated) is what the whole manifest says."""
+    raw = encode({**DOCUMENT, "packages": entries})
+    whole, one = parse_manifest(raw), scan_entries(raw)
+    for pid in [*range(8), 1001]:
+        assert _answer(one, pid) == _answer(whole, pid)
+        assert _answer(one, pid) == _answer(whole, pid)  # the remembered answer too
+
+
+@pytest.mark.parametrize("raw", BROKEN.values(), ids=BROKEN.keys())
+def test_one_entry_at_a_time_refuses_a_broken_document_too(raw):
+    with pytest.raises(ManifestError):
+        scan_entries(raw)
