@@ -417,6 +417,7 @@ _HINTS = (
     ("users file", "", "fix the file or set PKGDL_USERS_FILE (README, Users)"),
     ("directory", "", "is the directory up at PKGDL_LDAP_URL, and PKGDL_LDAP_BIND_DN's password right? "
                       "(README, Authentication)"),
+    ("user", "unreachable", "the directory did not answer (above)"),
     ("user", "", "check the login's spelling (`pkgdl users list`), or with a directory PKGDL_LDAP_USER_DN or "
                  "PKGDL_LDAP_USER_FILTER"),
     ("storage", "not found", "`pkgdl demo` or `pkgdl catalog add` creates it, or set PKGDL_STORAGE_URL"),
