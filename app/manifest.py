@@ -269,9 +269,8 @@ def _entries(entries: list[object]) -> tuple[list[Package], list[UnusableEntry]]
     counts = Counter([p.db_id for _, p in parsed] + [u.db_id for u in unusable if u.db_id is not None])
     duplicated = {db_id for db_id, count in counts.items() if count > 1}
     if duplicated:
-        twice = _TWICE
-        unusable = [UnusableEntry(u.index, u.db_id, twice) if u.db_id in duplicated else u for u in unusable]
-        unusable += [UnusableEntry(index, p.db_id, twice) for index, p in parsed if p.db_id in duplicated]
+        unusable = [UnusableEntry(u.index, u.db_id, _TWICE) if u.db_id in duplicated else u for u in unusable]
+        unusable += [UnusableEntry(index, p.db_id, _TWICE) for index, p in parsed if p.db_id in duplicated]
         parsed = [(index, p) for index, p in parsed if p.db_id not in duplicated]
     return [p for _, p in parsed], sorted(unusable, key=lambda u: u.index)
 

@@ -82,12 +82,17 @@ def _run(steps: list[tuple[str, Callable[[], Any]]], deadline: float, timings: d
 
 def _steps(app: Flask, services: Services) -> list[tuple[str, Callable[[], Any]]]:
     from app.tokens import PackageRef
-    from app.users import _dummy_hash
+    from app.users import UserDirectory, _dummy_hash
 
     def token_round_trip() -> None:
         ref = PackageRef(_PROBE_LOGIN, 0, 0, 0)
         services.tokens.verify(services.tokens.mint(ref, max_age=1), ref)
 
+    store = services.authenticator.store
+    # The users file and argon2; a directory (PKGDL_AUTH_BACKEND=ldap) is asked on a sign-in only.
+    users = [("users file", lambda: store.get(_PROBE_LOGIN)),
+             # argon2: the library and the hash unknown logins are checked against (one KDF run, ~25 ms)
+             ("KDF", _dummy_hash)] if isinstance(store, UserDirectory) else []
     return [
         # S3: the client (botocore's service model, credentials, endpoint) and a HEAD of the bucket; local: the root
         ("storage", services.storage.ping),
@@ -99,9 +104,7 @@ def _steps(app: Flask, services: Services) -> list[tuple[str, Callable[[], Any]]
         ("storage signer", lambda: services.storage.presigned_url(_PROBE_OBJECT, 60)),
         ("burn-list", services.burnlist.ping),
         ("login throttle", lambda: services.throttle.retry_after(_PROBE_LOGIN, "127.0.0.1")),
-        ("users file", lambda: services.authenticator.directory.get(_PROBE_LOGIN)),
-        # argon2: the library and the hash unknown logins are checked against (one KDF run, ~25 ms)
-        ("KDF", _dummy_hash),
+        *users,
         ("token signer", token_round_trip),
         ("request", lambda: _one_request(app)),
     ]
