@@ -18,6 +18,30 @@ E2E_FILES = {  # name -> size; the big one spans several 1 MiB chunks and is not
     "curl_7.88.1-10+deb12u5_amd64.deb": 70_000,
     'we"ird\\name;.rpm': 10,
 }
+E2E_SCAN = 34  # alice's instance 12: the scan E2E_FILES are catalogued in
+# Tests that cut a transfer part-way need the server to have written only part of the package when the client dies.
+# Linux autotunes loopback socket buffers up to tcp_rmem's maximum (32 MiB on the CI machines): curl killed at 3 MiB
+# of the 24 MiB package through nginx once found every byte already written by gunicorn into the buffers of the two
+# hops (the link then rightly spent). Measured here: 12-17 MiB in flight streamed through nginx, 4-8 MiB offloaded.
+LARGE = "kernel-core-6.1.0-1.el9.x86_64.rpm"
+LARGE_SIZE = 64 * 1024 * 1024 + 5
+LARGE_SCAN = 35  # its own scan: scan 34's listing stays as the other tests expect
+
+
+def with_large_package(service: Service) -> int:
+    """LARGE catalogued in LARGE_SCAN through the CLI (once per home; instances sharing it share the pid)."""
+    if LARGE not in service.pids:
+        path = service.home / "sources" / LARGE
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(random.Random(LARGE).randbytes(LARGE_SIZE))
+        added = service.cli("catalog", "add", "--uid", "alice", "--siid", "12", "--sid", str(LARGE_SCAN), str(path))
+        service.pids[LARGE], service.files[LARGE] = int(added.stdout.split("\t")[0]), path
+    return service.pids[LARGE]
+
+
+def sid_of(name: str) -> int:
+    """The scan a test package is catalogued in."""
+    return LARGE_SCAN if name == LARGE else E2E_SCAN
 
 
 def make_service(home: Path, extra_env: dict[str, str] | None = None, seed: bool = True) -> Service:
@@ -61,7 +85,7 @@ def _seed(service: Service) -> None:
         path = sources / name.replace("\\", "_")
         path.write_bytes(random.Random(name).randbytes(size))
         service.files[name] = path
-    added = service.cli("catalog", "add", "--uid", "alice", "--siid", "12", "--sid", "34",
+    added = service.cli("catalog", "add", "--uid", "alice", "--siid", "12", "--sid", str(E2E_SCAN),
                         *map(str, service.files.values()))
     for line in added.stdout.splitlines():
         pid, full_name = line.split("\t")

@@ -26,7 +26,7 @@ import requests
 from app.links import download_url
 from app.tokens import PackageRef, TokenService
 from deploy.processes import NO_S3_ENDPOINT, Nginx, Service, free_port
-from tests.fixtures_service import E2E_USERS, make_service
+from tests.fixtures_service import E2E_USERS, LARGE, make_service, sid_of, with_large_package
 from tests.test_resume_clients import killed_part_way
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,8 @@ class Deployment:
 
     def token_path(self, name: str = OPENSSL) -> str:
         """A fresh single-use link's path and query, minted with the instances' keys (as `pkgdl token mint`)."""
-        ref = PackageRef("alice", 12, 34, self.seeded.pids[name])
+        pid = with_large_package(self.seeded) if name == LARGE else self.seeded.pids[name]
+        ref = PackageRef("alice", 12, sid_of(name), pid)
         tokens = TokenService(self.seeded.env["PKGDL_SECRET_KEYS"].split(","), 3600)
         return download_url(PUBLIC_URL, ref, tokens.mint(ref)).removeprefix(PUBLIC_URL)
 
@@ -295,13 +296,13 @@ def _eventually_refused(url: str, headers: dict[str, str]) -> int:
 def test_a_broken_download_resumes_through_nginx(deployment, mode, tmp_path):
     """curl killed part-way, then `curl -C -` with the same link (a resume is streamed by the app in both modes):
     the right file, then the link is dead for a whole copy and for any range."""
-    url = getattr(deployment, mode).base_url + deployment.token_path()
+    url = getattr(deployment, mode).base_url + deployment.token_path(LARGE)
     out = tmp_path / "got.rpm"
     curl = ["curl", "-sS", "--cacert", str(HTTPS.verify)]
     killed_part_way([*curl, "--limit-rate", "2M", "-o", str(out), url], out)
     resumed = subprocess.run([*curl, "-f", "-C", "-", "-o", str(out), url], capture_output=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
-    assert out.read_bytes() == deployment.source()
+    assert out.read_bytes() == deployment.source(LARGE)
     assert _eventually_refused(url, {"Range": "bytes=0-0"}) == 403
     assert get(url).status_code == 403
 

@@ -1,6 +1,7 @@
 """Resumable single-use links with real clients against real gunicorn (SQLite; Redis across two instances):
 a transfer killed part-way resumes with `curl -C -`, `wget -c`; aria2c fetches in parallel segments; afterwards the
-link is dead everywhere. (Through nginx, both modes and S3: test_deploy_nginx.py.)"""
+link is dead everywhere. (Through nginx, both modes and S3: test_deploy_nginx.py.) Transfers cut part-way fetch
+LARGE, larger than what the loopback path's socket buffers can hold (tests/fixtures_service.py)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures_service import two_hosts_sharing
+from tests.fixtures_service import LARGE, LARGE_SIZE, sid_of, two_hosts_sharing, with_large_package
 from tests.test_e2e_gunicorn import OPENSSL, curl, status_of
 
 pytestmark = pytest.mark.integration
-CUT_AT = 3 * 1024 * 1024  # the client is stopped once it holds this much (the package is 24 MiB)
+CUT_AT = 3 * 1024 * 1024  # the client is stopped once it holds this much
 
 
 def mint(service, name: str = OPENSSL) -> str:
     """A fresh link to `name` on `service` (the CLI prints PKGDL_PUBLIC_URL; the test talks to gunicorn)."""
-    link = service.cli("token", "mint", "--uid", "alice", "--siid", "12", "--sid", "34",
-                       "--pid", str(service.pids[name])).stdout.strip()
+    pid = with_large_package(service) if name == LARGE else service.pids[name]
+    link = service.cli("token", "mint", "--uid", "alice", "--siid", "12", "--sid", str(sid_of(name)),
+                       "--pid", str(pid)).stdout.strip()
     return service.base_url + link.removeprefix("https://downloads.example.test")
 
 
@@ -44,7 +46,7 @@ def killed_part_way(command: list[str], out: Path, at: int = CUT_AT) -> int:
         process.kill()
         process.wait(timeout=10)
     size = out.stat().st_size
-    assert 0 < size < (24 << 20)
+    assert 0 < size < LARGE_SIZE
     return size
 
 
@@ -54,12 +56,12 @@ def state_of(service, link: str) -> str:
 
 
 def test_curl_killed_part_way_resumes_with_continue_then_the_link_is_dead(service, tmp_path):
-    link, out = mint(service), tmp_path / "openssl.rpm"
+    link, out = mint(service, LARGE), tmp_path / "large.rpm"
     killed_part_way(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), link], out)
     assert state_of(service, link) == "claimed"
     resumed = curl("-f", "-C", "-", "-o", str(out), link)
     assert resumed.returncode == 0, resumed.stderr
-    assert sha256_file(out) == sha256_file(service.files[OPENSSL])
+    assert sha256_file(out) == sha256_file(service.files[LARGE])
     assert status_of(link) == 403  # a second whole copy
     assert status_of("-C", "-", "-o", str(out), link) == 403  # a resume of a complete file
     assert status_of("-r", "0-99", link) == 403
@@ -69,11 +71,11 @@ def test_curl_killed_part_way_resumes_with_continue_then_the_link_is_dead(servic
 def test_wget_killed_part_way_resumes_with_continue(service, tmp_path):
     if shutil.which("wget") is None:
         pytest.skip("wget not installed (apt-get install wget)")
-    link, out = mint(service), tmp_path / "openssl.rpm"
+    link, out = mint(service, LARGE), tmp_path / "large.rpm"
     killed_part_way(["wget", "-q", "--limit-rate=2m", "-O", str(out), link], out)
     resumed = subprocess.run(["wget", "-q", "-c", "-O", str(out), link], capture_output=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
-    assert sha256_file(out) == sha256_file(service.files[OPENSSL])
+    assert sha256_file(out) == sha256_file(service.files[LARGE])
     assert status_of(link) == 403
 
 
@@ -94,14 +96,14 @@ def test_aria2c_in_four_parallel_segments(service, tmp_path):
 
 
 def test_a_browser_resume_with_if_range_and_a_stale_one(service, tmp_path):
-    link, out = mint(service), tmp_path / "openssl.rpm"
+    link, out = mint(service, LARGE), tmp_path / "large.rpm"
     have = killed_part_way(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), link], out)
     etag = requests.head(link, timeout=10).headers["ETag"]
     stale = requests.get(link, headers={"Range": f"bytes={have}-", "If-Range": '"0000"'}, timeout=30)
     assert stale.status_code == 403  # would be a whole second copy: refused, never mixed bytes
     resumed = requests.get(link, headers={"Range": f"bytes={have}-", "If-Range": etag}, timeout=60)
     assert resumed.status_code == 206
-    assert hashlib.sha256(out.read_bytes() + resumed.content).hexdigest() == sha256_file(service.files[OPENSSL])
+    assert hashlib.sha256(out.read_bytes() + resumed.content).hexdigest() == sha256_file(service.files[LARGE])
 
 
 def test_twenty_plain_gets_on_a_fresh_link_give_one_body(service):
@@ -113,8 +115,8 @@ def test_twenty_plain_gets_on_a_fresh_link_give_one_body(service):
 
 def test_parallel_resumes_never_send_more_than_the_budget(service, tmp_path):
     """Eight whole-range resumes at once on a claimed link: what all of them received stays within 2 x size."""
-    link, out = mint(service), tmp_path / "openssl.rpm"
-    size = service.files[OPENSSL].stat().st_size
+    link, out = mint(service, LARGE), tmp_path / "large.rpm"
+    size = service.files[LARGE].stat().st_size
     have = killed_part_way(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), link], out)
 
     def resume(index: int) -> int:
@@ -141,20 +143,20 @@ def two_hosts(tmp_path_factory, redis_server):
 
 def test_a_transfer_broken_on_one_host_resumes_on_the_other(two_hosts, tmp_path):
     first, second = two_hosts
-    link = mint(first)
+    link = mint(first, LARGE)
     other = second.base_url + link.removeprefix(first.base_url)
-    out = tmp_path / "openssl.rpm"
+    out = tmp_path / "large.rpm"
     killed_part_way(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), link], out)
     assert status_of(other) == 403  # no second whole copy on the other host either
     assert curl("-f", "-C", "-", "-o", str(out), other).returncode == 0
-    assert sha256_file(out) == sha256_file(first.files[OPENSSL])
+    assert sha256_file(out) == sha256_file(first.files[LARGE])
     assert status_of("-r", "0-0", link) == 403 and status_of("-r", "0-0", other) == 403
 
 
 def test_the_resume_window_closes_across_hosts(two_hosts, tmp_path):
     first, second = two_hosts
-    link = mint(first)
-    out = tmp_path / "openssl.rpm"
+    link = mint(first, LARGE)
+    out = tmp_path / "large.rpm"
     killed_part_way(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), link], out, at=1 << 20)
     time.sleep(4)  # PKGDL_RESUME_WINDOW=3
     other = second.base_url + link.removeprefix(first.base_url)
