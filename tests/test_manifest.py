@@ -133,6 +133,7 @@ BROKEN = {
     "a list": b"[]",
     "nan": encode(DOCUMENT).replace(b"1234567", b"NaN"),
     "duplicate key": b'{"uid": "alice", "uid": "bob", "siid": 1, "sid": 1, "packages": []}',
+    "duplicate key in an entry": encode(DOCUMENT).replace(b'"size": 1234567', b'"size": 1234567, "size": 7'),
     "deep nesting": b"[" * 100000 + b"]" * 100000,
     "no uid": mutated(("uid",), ...),
     "bad uid": mutated(("uid",), "../alice"),
