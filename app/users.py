@@ -24,6 +24,9 @@ from storage_backends.atomic import atomic_write
 
 MIGRATION_ACCESS = "migration_access"
 RECHECK_SECONDS = 1.0  # how often the users file's stat is looked at
+# How long a request waits for another one checking the same credentials before checking them itself: beyond any
+# KDF run, and within a directory's timeout.
+VERIFY_WAIT_SECONDS = 5.0
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: 19 MiB, 2 iterations, 1 lane (~25 ms here). The cache below
 # keeps this cost off the per-request path; only the first request of a login (and every wrong password) pays it.
@@ -177,24 +180,49 @@ class Authenticator:
         # The cache key is an HMAC under a per-process secret: a memory dump shows no password or plain digest.
         self._cache_key = secrets.token_bytes(32)
         self._verified: OrderedDict[bytes, tuple[float, User]] = OrderedDict()
+        self._verifying: dict[bytes, threading.Event] = {}  # credentials being checked now -> set when done
         self._lock = threading.Lock()
 
     def remembered(self, login: str, password: str) -> User | None:
         """The user when these exact credentials were verified moments ago (no KDF run, no bind), else None."""
-        entry = self._verified.get(self._key(login, password))
+        return self._remembered(self._key(login, password))
+
+    def authenticate(self, login: str, password: str) -> User | None:
+        """The user if ``password`` is theirs, else None (unknown users cost as much as wrong passwords).
+
+        Concurrent requests with the same credentials verify them once: the first runs the KDF (or binds), the others
+        wait for it and take the remembered user. A migration client opens 8 connections with one login at once, and
+        each worker's cache starts empty and expires: without this, every thread ran its own ~25 ms KDF (or bind) on
+        the same 2 cores at the same moment (bench-scan's Basic p99). Only a success is shared: after a failure or
+        an outage each waiting request verifies on its own, so a wrong password costs every request its KDF run."""
+        key = self._key(login, password)
+        remembered = self._remembered(key)
+        if remembered is not None:
+            return remembered
+        with self._lock:
+            running = self._verifying.get(key)
+            if running is None:
+                self._verifying[key] = threading.Event()
+        if running is not None:
+            running.wait(VERIFY_WAIT_SECONDS)
+            return self._remembered(key) or self._verify_and_remember(key, login, password)
+        try:
+            return self._verify_and_remember(key, login, password)
+        finally:
+            with self._lock:
+                self._verifying.pop(key).set()
+
+    def _verify_and_remember(self, key: bytes, login: str, password: str) -> User | None:
+        user = self.store.verify(login, password)
+        if user is not None:
+            self._remember(key, user)
+        return user
+
+    def _remembered(self, key: bytes) -> User | None:
+        entry = self._verified.get(key)
         if entry is None or entry[0] <= time.monotonic():
             return None
         return self.store.current(entry[1])
-
-    def authenticate(self, login: str, password: str) -> User | None:
-        """The user if ``password`` is theirs, else None (unknown users cost as much as wrong passwords)."""
-        remembered = self.remembered(login, password)
-        if remembered is not None:
-            return remembered
-        user = self.store.verify(login, password)
-        if user is not None:
-            self._remember(self._key(login, password), user)
-        return user
 
     def _key(self, login: str, password: str) -> bytes:
         # hmac.digest is the one-shot C implementation: a third of hmac.new(...).digest()'s cost on this hot path.

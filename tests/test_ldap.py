@@ -9,6 +9,7 @@ import hashlib
 import logging
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -186,6 +187,21 @@ def test_remembered_credentials_skip_the_directory(slapd, settings, storage, sca
     etag = client.get(scan.bin_path(1), headers=basic("alice")).headers["ETag"]
     for _ in range(30):
         assert client.get(scan.bin_path(1), headers={**basic("alice"), "If-None-Match": etag}).status_code == 304
+    time.sleep(0.2)  # slapd writes its log line after answering
+    assert slapd.binds(f"uid=alice,{PEOPLE}") - binds_before == 1
+
+
+def test_concurrent_sign_ins_bind_once(slapd, settings, storage, scan):
+    """Eight requests with the same new credentials at once (a migration client's connections) bind once: slapd is
+    paused while they arrive, so all of them are waiting on the directory together."""
+    app = fresh_app(slapd, settings, storage)
+    binds_before = slapd.binds(f"uid=alice,{PEOPLE}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        with slapd.paused():
+            answers = [pool.submit(lambda: app.test_client().get(scan.bin_path(1), headers=basic("alice")))
+                       for _ in range(8)]
+            time.sleep(0.5)
+        assert [answer.result(timeout=30).status_code for answer in answers] == [200] * 8
     time.sleep(0.2)  # slapd writes its log line after answering
     assert slapd.binds(f"uid=alice,{PEOPLE}") - binds_before == 1
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -63,6 +65,75 @@ def test_wrong_password_is_never_cached(directory, kdf_calls):
     assert auth.authenticate("alice", "nope") is None
     assert auth.authenticate("alice", "nope") is None
     assert len(kdf_calls) == 2
+
+
+def _at_once(count: int, call):  # noqa: ANN001, ANN202
+    """`call()` in `count` threads released together; their results (or exceptions), in order."""
+    start = threading.Barrier(count)
+
+    def run(_: int) -> object:
+        start.wait()
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 - returned for the test to look at
+            return error
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+@pytest.fixture
+def slow_kdf(kdf_calls, monkeypatch):
+    """Each KDF run takes 0.2 s more: concurrent sign-ins overlap for sure."""
+    counting = users_module._verify
+
+    def slow(password_hash, password):
+        time.sleep(0.2)
+        return counting(password_hash, password)
+
+    monkeypatch.setattr(users_module, "_verify", slow)
+    return kdf_calls
+
+
+def test_concurrent_sign_ins_with_the_same_credentials_run_the_kdf_once(directory, slow_kdf):
+    auth = Authenticator(directory)
+    assert _at_once(8, lambda: auth.authenticate("alice", "pw")) == [directory.get("alice")] * 8
+    assert len(slow_kdf) == 1
+    assert _at_once(2, lambda: auth.authenticate("root", "rootpw")) == [directory.get("root")] * 2
+    assert len(slow_kdf) == 2  # another login is its own check
+
+
+def test_concurrent_wrong_passwords_each_run_the_kdf(directory, slow_kdf):
+    """Only a success is shared: every guess costs its own KDF run."""
+    auth = Authenticator(directory)
+    assert _at_once(4, lambda: auth.authenticate("alice", "guess")) == [None] * 4
+    assert len(slow_kdf) == 4
+
+
+class _FlakyStore:
+    """A credential store whose first check fails (a directory timing out), the next ones succeed."""
+
+    def __init__(self, user: User) -> None:
+        self.user, self.calls = user, 0
+
+    def verify(self, login: str, password: str) -> User | None:
+        self.calls += 1
+        time.sleep(0.2)
+        if self.calls == 1:
+            raise TimeoutError("directory")
+        return self.user
+
+    def current(self, user: User) -> User | None:
+        return user
+
+
+def test_requests_waiting_on_a_failed_check_check_for_themselves(directory):
+    store = _FlakyStore(directory.get("alice"))
+    auth = Authenticator(store)
+    results = _at_once(4, lambda: auth.authenticate("alice", "pw"))
+    assert sum(isinstance(result, TimeoutError) for result in results) == 1  # the failure is not shared
+    assert [result for result in results if not isinstance(result, TimeoutError)] == [store.user] * 3
+    assert store.calls >= 2
 
 
 def test_unknown_user_costs_a_kdf_run_too(directory, kdf_calls):
