@@ -133,7 +133,6 @@ BROKEN = {
     "a list": b"[]",
     "nan": encode(DOCUMENT).replace(b"1234567", b"NaN"),
     "duplicate key": b'{"uid": "alice", "uid": "bob", "siid": 1, "sid": 1, "packages": []}',
-    "duplicate key in an entry": encode(DOCUMENT).replace(b'"size": 1234567', b'"size": 1234567, "size": 7'),
     "deep nesting": b"[" * 100000 + b"]" * 100000,
     "no uid": mutated(("uid",), ...),
     "bad uid": mutated(("uid",), "../alice"),
@@ -239,6 +238,35 @@ def test_a_duplicated_db_id_makes_every_entry_carrying_it_unusable():
     with pytest.raises(ManifestError):
         manifest.package(1001)
     assert manifest.package(7) is not None
+
+
+def _with_neighbour(entry: bytes) -> bytes:
+    """DOCUMENT whose packages are `entry` (raw JSON text, as json.dumps cannot repeat a key) and GOOD_NEIGHBOUR."""
+    return (b'{"uid": "alice", "siid": 12, "sid": 34, "packages": [' + entry + b", " + encode(GOOD_NEIGHBOUR)
+            + b"]}")
+
+
+@pytest.mark.parametrize("entry, db_id, reason", [
+    (encode(ENTRY).replace(b'"size": 1234567', b'"size": 1234567, "size": 7'), 1001, "duplicate key"),
+    (encode(ENTRY).replace(b'"dbId": 1001', b'"dbId": 1001, "dbId": 1002'), None, "duplicate key"),
+    (encode(ENTRY).replace(b'"size": 1234567', b'"size": {"a": 1, "a": 2}'), 1001, "size"),
+], ids=["a field twice", "dbId twice", "a key twice in a field's object"])
+def test_a_key_repeated_inside_an_entry_makes_only_that_entry_unusable(entry, db_id, reason):
+    """Two readers could disagree on the entry's values: it is unusable, its neighbours are served (spec 4.2)."""
+    raw = _with_neighbour(entry)
+    manifest = parse_manifest(raw)
+    assert [p.db_id for p in manifest.packages] == [7]
+    assert [(u.index, u.db_id, u.reason) for u in manifest.unusable] == [(0, db_id, reason)]
+    one = scan_entries(raw)
+    assert one.package(7) == manifest.package(7)
+    for pid in (1001, 1002):
+        if pid == db_id:
+            with pytest.raises(ManifestError):
+                one.package(pid)
+            with pytest.raises(ManifestError):
+                manifest.package(pid)
+        else:
+            assert one.package(pid) is None and manifest.package(pid) is None
 
 
 @pytest.mark.parametrize("raw", TOLERATED.values(), ids=TOLERATED.keys())
