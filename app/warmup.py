@@ -29,6 +29,7 @@ log = logging.getLogger("pkgdl.warmup")
 # Probe names: never a real object (blobs are content-addressed, manifests end in packages.json) or login.
 _PROBE_OBJECT = "pkgdl-warm-up-probe"
 _PROBE_LOGIN = "pkgdl-warm-up"
+_PROBE_DOWNLOAD = f"/users/{_PROBE_LOGIN}/scannedinstances/0/scans/0/packages/0/bin"
 THREAD_WAIT = 10.0  # seconds to wait for the pool's threads to meet (then warm what met)
 # The warm-up starts no step after this many seconds: a store that is down while workers start must not keep them
 # from serving what does not need it (/healthz, Basic downloads during a burn-list outage), nor near gunicorn's
@@ -106,7 +107,10 @@ def _steps(app: Flask, services: Services) -> list[tuple[str, Callable[[], Any]]
         ("login throttle", lambda: services.throttle.retry_after(_PROBE_LOGIN, "127.0.0.1")),
         *users,
         ("token signer", token_round_trip),
-        ("request", lambda: _one_request(app)),
+        ("request", lambda: _one_request(app, "/healthz")),
+        # The download route without credentials: a 401 (touches no storage, store or metric) compiles the routing
+        # map's patterns for the ids and renders a uforgeError, as a first download's path would.
+        ("request, download route", lambda: _one_request(app, _PROBE_DOWNLOAD)),
     ]
 
 
@@ -117,11 +121,11 @@ def _missing_is_fine(read: Callable[[str], Any], path: str) -> None:
         pass
 
 
-def _one_request(app: Flask) -> None:
-    """GET /healthz through the whole WSGI stack (werkzeug's routing map, request and response objects)."""
+def _one_request(app: Flask, path: str) -> None:
+    """GET `path` through the whole WSGI stack (werkzeug's routing map, request and response objects)."""
     from werkzeug.test import EnvironBuilder
 
-    environ = EnvironBuilder(path="/healthz", environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_environ()
+    environ = EnvironBuilder(path=path, environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_environ()
     body = app(environ, lambda status, headers, exc_info=None: None)
     try:
         for _ in body:

@@ -14,12 +14,15 @@ from tests.test_download_view import ALICE
 
 def test_every_step_runs_and_changes_no_answer(app, client, scan, caplog):
     before = client.get(scan.listing_path(), headers=ALICE)
+    metrics = client.get("/metrics").data
     beats = []
     with ThreadPoolExecutor(4) as pool, caplog.at_level(logging.WARNING, logger="pkgdl"):
         timings = warmup.warm_up(app, pool, 4, notify=lambda: beats.append(1))
     assert "not opened" not in caplog.text  # every step succeeded (a failed one is timed too)
     assert set(timings) == {"storage", "storage HEAD", "storage GET", "storage signer", "burn-list", "login throttle",
-                            "users file", "KDF", "token signer", "request", "burn-list, per thread"}
+                            "users file", "KDF", "token signer", "request", "request, download route",
+                            "burn-list, per thread"}
+    assert client.get("/metrics").data == metrics  # no download, rejection or sign-in counted
     after = client.get(scan.listing_path(), headers=ALICE)
     assert before.status_code == after.status_code == 200 and beats
 
