@@ -187,8 +187,7 @@ class ScanEntries:
         self.uid, self.siid, self.sid = uid, siid, sid
         by_id: dict[int, list[tuple[int, object]]] = {}
         for index, entry in enumerate(entries):
-            db_id = _db_id_of(entry)
-            if is_id(db_id):
+            for db_id in _db_ids_of(entry):
                 by_id.setdefault(db_id, []).append((index, entry))
         self._entries = by_id
         self._checked: dict[int, Package | str] = {}  # dbId -> its Package, or why its entry is unusable
@@ -266,8 +265,8 @@ def _entries(entries: list[object]) -> tuple[list[Package], list[UnusableEntry]]
         try:
             parsed.append((index, _package(entry, index)))
         except ManifestError as error:
-            db_id = _db_id_of(entry)
-            unusable.append(UnusableEntry(index, db_id if is_id(db_id) else None, _unusable_reason(error, index)))
+            reason = _unusable_reason(error, index)
+            unusable += [UnusableEntry(index, db_id, reason) for db_id in _db_ids_of(entry) or (None,)]
     counts = Counter([p.db_id for _, p in parsed] + [u.db_id for u in unusable if u.db_id is not None])
     duplicated = {db_id for db_id, count in counts.items() if count > 1}
     if duplicated:
@@ -292,7 +291,7 @@ class _RepeatedKeys:
     object at all for us. The document itself: the scan is unreadable; an entry: that package alone is unusable
     (spec 4.2: one unusable entry never affects the scan); a field's value: that field is wrong."""
 
-    db_id: object  # the object's dbId when that key itself occurs once (so a download of it gets a 502, not 404)
+    db_ids: tuple[object, ...]  # every value its dbId key was given (none, one, or several)
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object] | _RepeatedKeys:
@@ -300,15 +299,17 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object] | _Repeat
     # 1,000 entries 2.8 -> 2.2 ms).
     document = dict(pairs)
     if len(document) != len(pairs):
-        return _RepeatedKeys(document["dbId"] if [key for key, _ in pairs].count("dbId") == 1 else None)
+        return _RepeatedKeys(tuple(value for key, value in pairs if key == "dbId"))
     return document
 
 
-def _db_id_of(entry: object) -> object:
-    """An entry's dbId as written (not yet checked), when it can be told."""
-    if isinstance(entry, dict):
-        return entry.get("dbId")
-    return entry.db_id if isinstance(entry, _RepeatedKeys) else None
+def _db_ids_of(entry: object) -> tuple[int, ...]:
+    """The valid dbIds an entry was written with (not its other fields' validity): one for an object, each distinct
+    one of an object whose dbId key repeats (it is unusable, and every pid it may be read as is ambiguous: a reader
+    taking the last value would serve it as another entry's package), none otherwise."""
+    written = (entry.get("dbId"),) if isinstance(entry, dict) else entry.db_ids if isinstance(
+        entry, _RepeatedKeys) else ()
+    return tuple(dict.fromkeys(db_id for db_id in written if is_id(db_id)))
 
 
 def _no_constant(name: str) -> object:
