@@ -44,6 +44,10 @@ SIZE_LIMIT_EXCEEDED = 4
 # waiting PKGDL_LDAP_TIMEOUT each (a UForge SDK sends "None:None" with every link), and the directory is asked again
 # soon after it is back.
 FAIL_FAST_SECONDS = 2.0
+# Network steps of the longest sign-in (search then bind with StartTLS: connect, StartTLS, bind and search as the
+# service account, connect, StartTLS and bind as the user, the groups' search), with one to spare; each may take
+# PKGDL_LDAP_TIMEOUT.
+SIGN_IN_STEPS = 9
 
 
 class DirectoryUnavailable(ConnectionError):
@@ -85,6 +89,11 @@ class LdapDirectory:
         self._silent_until = 0.0  # after an outage, sign-ins fail fast until then (per process)
 
     # ---- the credential store's interface (app/users.py) ----
+    @property
+    def longest_check_seconds(self) -> float:
+        """How long one sign-in may take: concurrent sign-ins with the same credentials wait that long for it."""
+        return SIGN_IN_STEPS * self.settings.timeout
+
     def verify(self, login: str, password: str) -> User | None:
         """The user with their entitlements if the directory accepts this password, else None; raises
         DirectoryUnavailable when it cannot tell. Known and unknown logins cost the same steps: (a search and)

@@ -127,6 +127,27 @@ class _FlakyStore:
         return user
 
 
+class _SlowStore(_FlakyStore):
+    """Checks that take 1 s, never failing, and a store that says so."""
+
+    longest_check_seconds = 3.0
+
+    def verify(self, login: str, password: str) -> User | None:
+        self.calls += 1
+        time.sleep(1.0)
+        return self.user
+
+
+def test_waiters_wait_as_long_as_the_store_says_a_check_takes(directory, monkeypatch):
+    """A directory's sign-in can outlast VERIFY_WAIT_SECONDS (several steps, each with its timeout): the others
+    wait for it instead of asking a slow directory again."""
+    monkeypatch.setattr(users_module, "VERIFY_WAIT_SECONDS", 0.2)
+    store = _SlowStore(directory.get("alice"))
+    auth = Authenticator(store)
+    assert _at_once(4, lambda: auth.authenticate("alice", "pw")) == [store.user] * 4
+    assert store.calls == 1
+
+
 def test_requests_waiting_on_a_failed_check_check_for_themselves(directory):
     store = _FlakyStore(directory.get("alice"))
     auth = Authenticator(store)
