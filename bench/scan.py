@@ -454,8 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         servers.stop_all()
         shutil.rmtree(home, ignore_errors=True)
-    command = "python -m bench.scan" + (" --quick" if args.quick else "") + (f" --only '{args.only}'"
-                                                                              if args.only else "")
+    command = ("python -m bench.scan" + (" --quick" if args.quick else "")
+               + (f" --packages {args.packages}" if args.packages else "")
+               + (f" --only '{args.only}'" if args.only else "") + (" --no-first" if args.no_first else ""))
     context = [f"Command: `{command}`; {count} packages "
                f"({total / MiB:.0f} MiB, log-normal sizes, median {MEDIAN_SIZE // 1024} KiB, capped at "
                f"{cap // MiB} MiB), {args.clients} keep-alive clients, {rounds} interleaved rounds, "
