@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,18 @@ class Slapd:
     def paused(self) -> contextlib.AbstractContextManager[None]:
         """Frozen for the block: connections are accepted by the kernel, nothing answers."""
         return paused(self.process)
+
+    def settle(self, quiet: float = 0.3, deadline: float = 5.0) -> None:
+        """Wait until slapd's log has not grown for `quiet` seconds (at most `deadline`): it writes an operation's
+        lines after answering it, so a count read at once can miss the last one."""
+        stop_at = time.monotonic() + deadline
+        size = -1
+        while time.monotonic() < stop_at:
+            now = self.log.stat().st_size if self.log.exists() else 0
+            if now == size:
+                return
+            size = now
+            time.sleep(quiet)
 
     def binds(self, dn: str) -> int:
         """How many simple binds as ``dn`` slapd has logged so far."""

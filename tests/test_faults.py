@@ -32,7 +32,7 @@ from deploy.processes import (
     wait_for_http,
     wait_for_port,
 )
-from tests.fixtures_service import E2E_USERS, make_service
+from tests.fixtures_service import E2E_USERS, LARGE, LARGE_SCAN, make_service, with_large_package
 
 pytestmark = pytest.mark.integration
 
@@ -220,12 +220,15 @@ def test_s3_stopped_is_503_with_retry_after_and_the_token_survives(s3, seaweedfs
 def test_s3_paused_mid_stream_truncates_the_transfer(s3, seaweedfs, tmp_path):
     """SIGSTOP the S3 server after the first bytes: the client stalls and gives up with fewer bytes, never a whole
     file; the service answers afterwards."""
-    source = s3.files[OPENSSL].read_bytes()
+    pid = with_large_package(s3)
+    source = s3.files[LARGE].read_bytes()
     out, headers = tmp_path / "partial", tmp_path / "headers"
     # --limit-rate keeps most of the object unread when the pause starts (a free-running loopback transfer of 24 MiB
-    # takes ~0.1 s); --speed-time gives up on a stalled transfer. Without the fault this completes in ~3 s.
+    # takes ~0.1 s); --speed-time gives up on a stalled transfer. Without the fault this completes in ~8 s. The
+    # 64 MiB package: the socket buffers of the two hops (SeaweedFS to gunicorn, gunicorn to curl) can hold tens of
+    # MiB on these machines, which would let a 24 MiB transfer finish through the pause.
     command = ["curl", "-sS", "-N", *ALICE, "--limit-rate", "8M", "--speed-limit", "1", "--speed-time", "3",
-               "--max-time", "40", "-D", str(headers), "-o", str(out), s3.bin_url(s3.pids[OPENSSL])]
+               "--max-time", "40", "-D", str(headers), "-o", str(out), s3.bin_url(pid, sid=LARGE_SCAN)]
     client = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -246,7 +249,7 @@ def test_s3_paused_mid_stream_truncates_the_transfer(s3, seaweedfs, tmp_path):
     assert rc in (18, 28), client.stderr.read()
     assert len(received) < length, "a complete-looking file after a storage stall"
     assert received == source[: len(received)], "the bytes that did arrive are not the package's"
-    assert_healthy(s3, tmp_path, s3.pids[OPENSSL], source, deadline=60)
+    assert_healthy(s3, tmp_path, s3.pids[OPENSSL], s3.files[OPENSSL].read_bytes(), deadline=60)
     survived("s3-paused-mid-stream")
 
 

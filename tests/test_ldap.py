@@ -121,7 +121,7 @@ def test_unknown_and_known_logins_cost_the_same_operations(slapd):
     def operations(login: str) -> list[str]:
         before = len(slapd.operations())
         assert directory.verify(login, "wrong password") is None
-        time.sleep(0.3)
+        slapd.settle()
         return [op for line in slapd.operations()[before:].splitlines()
                 for op in ("BIND", "SRCH", "RESULT") if f" {op} " in line]
 
@@ -187,14 +187,15 @@ def test_remembered_credentials_skip_the_directory(slapd, settings, storage, sca
     etag = client.get(scan.bin_path(1), headers=basic("alice")).headers["ETag"]
     for _ in range(30):
         assert client.get(scan.bin_path(1), headers={**basic("alice"), "If-None-Match": etag}).status_code == 304
-    time.sleep(0.2)  # slapd writes its log line after answering
+    slapd.settle()  # slapd writes its log line after answering
     assert slapd.binds(f"uid=alice,{PEOPLE}") - binds_before == 1
 
 
 def test_concurrent_sign_ins_bind_once(slapd, settings, storage, scan):
     """Eight requests with the same new credentials at once (a migration client's connections) bind once: slapd is
-    paused while they arrive, so all of them are waiting on the directory together."""
-    app = fresh_app(slapd, settings, storage)
+    paused while they arrive, so all of them are waiting on the directory together. The first one's bind waits
+    for slapd: a timeout of 5 s (the tests' 1 s could run out on a loaded machine while slapd is paused)."""
+    app = fresh_app(slapd, settings, storage, TIMEOUT="5")
     binds_before = slapd.binds(f"uid=alice,{PEOPLE}")
     with ThreadPoolExecutor(max_workers=8) as pool:
         with slapd.paused():
@@ -202,7 +203,7 @@ def test_concurrent_sign_ins_bind_once(slapd, settings, storage, scan):
                        for _ in range(8)]
             time.sleep(0.5)
         assert [answer.result(timeout=30).status_code for answer in answers] == [200] * 8
-    time.sleep(0.2)  # slapd writes its log line after answering
+    slapd.settle()  # slapd writes its log line after answering
     assert slapd.binds(f"uid=alice,{PEOPLE}") - binds_before == 1
 
 

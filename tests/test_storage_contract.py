@@ -469,8 +469,11 @@ def test_s3_wrong_secret_is_permission_error(seaweedfs) -> None:
 def test_s3_paused_server_times_out(seaweedfs) -> None:
     """A server that accepts connections but never answers: TimeoutError, within the configured timeouts."""
     quick = {**QUICK, "config_kwargs": {**QUICK["config_kwargs"], "read_timeout": 1}}
-    storage = FsspecStorage(seaweedfs.url(f"t-{uuid.uuid4().hex[:8]}"), {**seaweedfs.options, **quick})
-    storage.write_bytes(BLOB, BIG * 3)
+    root = seaweedfs.url(f"t-{uuid.uuid4().hex[:8]}")
+    # The object goes in with the usual timeouts: a 9 MiB upload to a freshly started SeaweedFS can take over 1 s
+    # (5 failures in 15 runs of this test alone), and the 1 s timeout is what is tested, on the reads below.
+    FsspecStorage(root, {**seaweedfs.options, **QUICK}).write_bytes(BLOB, BIG * 3)
+    storage = FsspecStorage(root, {**seaweedfs.options, **quick})
     blob = storage.open_blob(BLOB, len(BIG) * 3)
     blob.read(MiB)
     with seaweedfs.paused():
