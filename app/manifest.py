@@ -307,9 +307,13 @@ def _db_ids_of(entry: object) -> tuple[int, ...]:
     """The valid dbIds an entry was written with (not its other fields' validity): one for an object, each distinct
     one of an object whose dbId key repeats (it is unusable, and every pid it may be read as is ambiguous: a reader
     taking the last value would serve it as another entry's package), none otherwise."""
-    written = (entry.get("dbId"),) if isinstance(entry, dict) else entry.db_ids if isinstance(
-        entry, _RepeatedKeys) else ()
-    return tuple(dict.fromkeys(db_id for db_id in written if is_id(db_id)))
+    if isinstance(entry, dict):
+        written: tuple[object, ...] = (entry.get("dbId"),)
+    elif isinstance(entry, _RepeatedKeys):
+        written = entry.db_ids
+    else:
+        written = ()
+    return tuple(dict.fromkeys(db_id for db_id in written if is_id(db_id)))  # distinct, in order
 
 
 def _no_constant(name: str) -> object:

@@ -28,15 +28,29 @@ LARGE_SIZE = 64 * 1024 * 1024 + 5
 LARGE_SCAN = 35  # its own scan: scan 34's listing stays as the other tests expect
 
 
+_LARGE_PIDS: dict[Path, int] = {}  # home -> LARGE's pid there (not in Service.pids/files: those are scan 34's)
+
+
 def with_large_package(service: Service) -> int:
-    """LARGE catalogued in LARGE_SCAN through the CLI (once per home; instances sharing it share the pid)."""
-    if LARGE not in service.pids:
-        path = service.home / "sources" / LARGE
+    """LARGE catalogued in LARGE_SCAN through the CLI (once per home; instances sharing it share the pid); its pid.
+    Its bytes are in large_source(service)."""
+    if service.home not in _LARGE_PIDS:
+        path = large_source(service)
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(random.Random(LARGE).randbytes(LARGE_SIZE))
-        added = service.cli("catalog", "add", "--uid", "alice", "--siid", "12", "--sid", str(LARGE_SCAN), str(path))
-        service.pids[LARGE], service.files[LARGE] = int(added.stdout.split("\t")[0]), path
-    return service.pids[LARGE]
+        _LARGE_PIDS[service.home] = _catalog_add(service, LARGE_SCAN, [path])[LARGE]
+    return _LARGE_PIDS[service.home]
+
+
+def large_source(service: Service) -> Path:
+    """The file LARGE was catalogued from."""
+    return service.home / "sources" / LARGE
+
+
+def _catalog_add(service: Service, sid: int, paths: list[Path]) -> dict[str, int]:
+    """`pkgdl catalog add` of `paths` into alice's scan `sid` of instance 12: fullName -> pid."""
+    added = service.cli("catalog", "add", "--uid", "alice", "--siid", "12", "--sid", str(sid), *map(str, paths))
+    return {full_name: int(pid) for pid, full_name in (line.split("\t") for line in added.stdout.splitlines())}
 
 
 def sid_of(name: str) -> int:
@@ -85,11 +99,7 @@ def _seed(service: Service) -> None:
         path = sources / name.replace("\\", "_")
         path.write_bytes(random.Random(name).randbytes(size))
         service.files[name] = path
-    added = service.cli("catalog", "add", "--uid", "alice", "--siid", "12", "--sid", str(E2E_SCAN),
-                        *map(str, service.files.values()))
-    for line in added.stdout.splitlines():
-        pid, full_name = line.split("\t")
-        service.pids[full_name] = int(pid)
+    service.pids.update(_catalog_add(service, E2E_SCAN, list(service.files.values())))
 
 
 def two_hosts_sharing(home: Path, redis_url: str, extra_env: dict[str, str] | None = None) -> Iterator[tuple]:

@@ -32,7 +32,7 @@ from deploy.processes import (
     wait_for_http,
     wait_for_port,
 )
-from tests.fixtures_service import E2E_USERS, LARGE, LARGE_SCAN, make_service, with_large_package
+from tests.fixtures_service import E2E_USERS, LARGE_SCAN, large_source, make_service, with_large_package
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +221,7 @@ def test_s3_paused_mid_stream_truncates_the_transfer(s3, seaweedfs, tmp_path):
     """SIGSTOP the S3 server after the first bytes: the client stalls and gives up with fewer bytes, never a whole
     file; the service answers afterwards."""
     pid = with_large_package(s3)
-    source = s3.files[LARGE].read_bytes()
+    source = large_source(s3).read_bytes()
     out, headers = tmp_path / "partial", tmp_path / "headers"
     # --limit-rate keeps most of the object unread when the pause starts (a free-running loopback transfer of 24 MiB
     # takes ~0.1 s); --speed-time gives up on a stalled transfer. Without the fault this completes in ~8 s. The

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures_service import LARGE, LARGE_SIZE, sid_of, two_hosts_sharing, with_large_package
+from tests.fixtures_service import (
+    LARGE,
+    LARGE_SIZE,
+    large_source,
+    sid_of,
+    two_hosts_sharing,
+    with_large_package,
+)
 from tests.test_e2e_gunicorn import OPENSSL, curl, status_of
 
 pytestmark = pytest.mark.integration
@@ -61,7 +68,7 @@ def test_curl_killed_part_way_resumes_with_continue_then_the_link_is_dead(servic
     assert state_of(service, link) == "claimed"
     resumed = curl("-f", "-C", "-", "-o", str(out), link)
     assert resumed.returncode == 0, resumed.stderr
-    assert sha256_file(out) == sha256_file(service.files[LARGE])
+    assert sha256_file(out) == sha256_file(large_source(service))
     assert status_of(link) == 403  # a second whole copy
     assert status_of("-C", "-", "-o", str(out), link) == 403  # a resume of a complete file
     assert status_of("-r", "0-99", link) == 403
@@ -75,7 +82,7 @@ def test_wget_killed_part_way_resumes_with_continue(service, tmp_path):
     killed_part_way(["wget", "-q", "--limit-rate=2m", "-O", str(out), link], out)
     resumed = subprocess.run(["wget", "-q", "-c", "-O", str(out), link], capture_output=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
-    assert sha256_file(out) == sha256_file(service.files[LARGE])
+    assert sha256_file(out) == sha256_file(large_source(service))
     assert status_of(link) == 403
 
 
@@ -103,7 +110,7 @@ def test_a_browser_resume_with_if_range_and_a_stale_one(service, tmp_path):
     assert stale.status_code == 403  # would be a whole second copy: refused, never mixed bytes
     resumed = requests.get(link, headers={"Range": f"bytes={have}-", "If-Range": etag}, timeout=60)
     assert resumed.status_code == 206
-    assert hashlib.sha256(out.read_bytes() + resumed.content).hexdigest() == sha256_file(service.files[LARGE])
+    assert hashlib.sha256(out.read_bytes() + resumed.content).hexdigest() == sha256_file(large_source(service))
 
 
 def test_twenty_plain_gets_on_a_fresh_link_give_one_body(service):
@@ -116,7 +123,7 @@ def test_twenty_plain_gets_on_a_fresh_link_give_one_body(service):
 def test_parallel_resumes_never_send_more_than_the_budget(service, tmp_path):
     """Eight whole-range resumes at once on a claimed link: what all of them received stays within 2 x size."""
     link, out = mint(service, LARGE), tmp_path / "large.rpm"
-    size = service.files[LARGE].stat().st_size
+    size = large_source(service).stat().st_size
     have = killed_part_way(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), link], out)
 
     def resume(index: int) -> int:
@@ -149,7 +156,7 @@ def test_a_transfer_broken_on_one_host_resumes_on_the_other(two_hosts, tmp_path)
     killed_part_way(["curl", "-sS", "--limit-rate", "2M", "-o", str(out), link], out)
     assert status_of(other) == 403  # no second whole copy on the other host either
     assert curl("-f", "-C", "-", "-o", str(out), other).returncode == 0
-    assert sha256_file(out) == sha256_file(first.files[LARGE])
+    assert sha256_file(out) == sha256_file(large_source(first))
     assert status_of("-r", "0-0", link) == 403 and status_of("-r", "0-0", other) == 403
 
 
